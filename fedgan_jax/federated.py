@@ -1,0 +1,151 @@
+"""Federated averaging as pure functions: client update, FedAvg, one round per jitted call.
+
+* Client update (paper Eq. 2, McMahan et al. 2017): E local epochs of minibatch SGD,
+  ``W <- W - eta * grad L(W; b)``, over the client's own records (`training.make_trainer`
+  with ``optax.sgd``).
+* FedAvg (paper Eq. 1): ``M_{t+1} = M_t + sum_k w_k u_k / sum_k w_k`` with the update
+  ``u_k = W_k - M_t`` and weights ``w_k`` = the client's example count (McMahan's FedAvg)
+  or 1 (the paper's plain 1/N mean). A tree-mapped weighted sum.
+* A round selects the participating clients (all, or a seeded fraction, fixed shapes),
+  trains them from the same global params, and aggregates: one jitted call, compiled once
+  for the whole run.
+
+Clients are mapped with `map_clients`: ``jax.vmap`` over chunks of ``client_chunk`` clients,
+the chunks in sequence (``lax.map``). A chunk of all clients is a plain vmap (best on
+accelerators); a chunk of 1 runs clients one after another inside the compiled round, which
+on a 2-core CPU is fastest and truly skips padded steps (see `experiments/benchmark.py`).
+
+With a `jax.sharding.Mesh`, the client axis is split over devices with `jax.shard_map`:
+each device trains its clients and sums their weighted updates, and one ``psum`` (an
+all-reduce) makes the FedAvg mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+
+from fedgan_jax import training
+from fedgan_jax.partition import ClientData
+
+Params = Any
+CLIENT_AXIS = "clients"
+WEIGHTINGS = ("examples", "uniform")
+
+
+def make_client_update(
+    apply_fn: training.ApplyFn, *, local_epochs: int, batch_size: int, learning_rate: float
+) -> Callable:
+    """``client_update(params, x, y, count, key) -> (params, metrics)``: paper Eq. 2."""
+    return training.make_trainer(
+        apply_fn, optax.sgd(learning_rate), epochs=local_epochs, batch_size=batch_size
+    )
+
+
+def fedavg(global_params: Params, client_params: Params, weights: jax.Array) -> Params:
+    """Paper Eq. 1: the global params plus the weighted mean of the client updates.
+
+    `client_params` has a leading client axis; `weights` is ``[clients]`` (clients with
+    weight 0 do not count). Equal to the weighted mean of the client params.
+    """
+    w = weights / jnp.sum(weights)
+    return jax.tree.map(
+        lambda g, c: g + jnp.tensordot(w, c - g, axes=1).astype(g.dtype),
+        global_params,
+        client_params,
+    )
+
+
+def map_clients(fn: Callable, args: tuple, client_chunk: int) -> Any:
+    """``fn`` over the leading (client) axis of `args`: vmap within chunks, chunks in turn."""
+    n = jax.tree.leaves(args)[0].shape[0]
+    if client_chunk <= 0 or client_chunk >= n:
+        return jax.vmap(fn)(*args)
+    if client_chunk == 1:  # a scan: lax.cond inside stays a real branch
+        return lax.map(lambda a: fn(*a), args)
+    return lax.map(lambda a: fn(*a), args, batch_size=client_chunk)
+
+
+def client_weights(counts: jax.Array, weighting: str) -> jax.Array:
+    if weighting == "examples":
+        return counts.astype(jnp.float32)
+    if weighting == "uniform":
+        return (counts > 0).astype(jnp.float32)
+    raise ValueError(f"fl.weighting={weighting!r}: allowed {WEIGHTINGS}")
+
+
+def make_round(
+    client_update: Callable,
+    *,
+    num_clients: int,
+    clients_per_round: int | None = None,
+    client_chunk: int = 0,
+    weighting: str = "examples",
+    mesh: Mesh | None = None,
+) -> Callable:
+    """Returns ``round_fn(global_params, clients, key) -> (global_params, metrics)``.
+
+    `clients` is `ClientData` of ``num_clients`` clients. ``clients_per_round`` < num_clients samples that many distinct clients per round
+    (seeded by `key`). metrics: per selected client ``client`` (index), ``loss``,
+    ``steps``, ``finite``.
+    Not jitted here: jit it (the simulation does), or vmap it over runs first.
+    """
+    m = num_clients if clients_per_round is None else clients_per_round
+    if not 1 <= m <= num_clients:
+        raise ValueError(f"clients_per_round={m}: must lie in [1, {num_clients}]")
+    shards = 1 if mesh is None else mesh.shape[CLIENT_AXIS]
+    slots = -(-m // shards) * shards  # selected clients, padded to the mesh
+
+    def local(global_params, x, y, counts, keys):
+        """Trains these clients; returns their weighted update sum and weight sum."""
+        new_params, metrics = map_clients(
+            lambda *a: client_update(global_params, *a), (x, y, counts, keys), client_chunk
+        )
+        w = client_weights(counts, weighting)
+        update_sum = jax.tree.map(
+            lambda g, c: jnp.tensordot(w, c - g, axes=1), global_params, new_params
+        )
+        return update_sum, jnp.sum(w), metrics
+
+    if mesh is not None:
+        inner = local
+
+        def local(global_params, x, y, counts, keys):
+            update_sum, weight_sum, metrics = inner(global_params, x, y, counts, keys)
+            return lax.psum(update_sum, CLIENT_AXIS), lax.psum(weight_sum, CLIENT_AXIS), metrics
+
+        local = jax.shard_map(
+            local,
+            mesh=mesh,
+            in_specs=(P(), P(CLIENT_AXIS), P(CLIENT_AXIS), P(CLIENT_AXIS), P(CLIENT_AXIS)),
+            out_specs=(P(), P(), P(CLIENT_AXIS)),
+        )
+
+    def round_fn(global_params, clients: ClientData, key):
+        select_key, train_key = jax.random.split(key)
+        if m < num_clients:
+            chosen = jnp.sort(jax.random.permutation(select_key, num_clients)[:m])
+        else:
+            chosen = jnp.arange(m)
+        if slots == m == clients.num_clients:  # everyone, no padding: no gather
+            idx, x, y, counts = chosen, clients.x, clients.y, clients.counts
+        else:  # padding slots (to divide the mesh) train client 0 with count 0: no-ops
+            idx = jnp.concatenate([chosen, jnp.zeros((slots - m,), chosen.dtype)])
+            x, y = clients.x[idx], clients.y[idx]
+            counts = jnp.where(jnp.arange(slots) < m, clients.counts[idx], 0)
+        keys = jax.vmap(jax.random.fold_in, (None, 0))(train_key, idx)
+        update_sum, weight_sum, metrics = local(global_params, x, y, counts, keys)
+        new_global = jax.tree.map(
+            lambda g, u: g + (u / weight_sum).astype(g.dtype), global_params, update_sum
+        )
+        metrics = {k: v[:m] for k, v in metrics.items()}
+        return new_global, {"client": chosen, **metrics}
+
+    return round_fn

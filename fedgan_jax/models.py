@@ -1,0 +1,205 @@
+"""Flax modules: the paper's Table II classifiers and the class-conditional generator.
+
+Table II (paper Sec. V-B), 'VALID' convolutions (the Keras default the paper used; the
+MNIST net then costs ~9.4 MFLOP per training sample):
+
+* MNIST:    Conv(16, 5x5)+ReLU, MaxPool 2, Conv(32, 5x5)+ReLU, MaxPool 2,
+            Dense(1000)+ReLU, Dense(10)                     (536,258 parameters)
+* CIFAR-10: Conv(32, 3x3)+ReLU x2, MaxPool 2, Conv(64, 3x3)+ReLU x2, MaxPool 2,
+            Dense(512)+ReLU, Dense(10)                      (890,410 parameters)
+
+The softmax of Table II is applied by the losses (logits out).
+
+Why a hand-written `Conv`: simulating a federation means vmapping the training step over
+per-client weights. ``jax.vmap`` of a convolution whose kernel is batched lowers to a
+grouped convolution, which XLA:CPU runs several times slower than a plain one; and XLA:CPU's
+direct convolution is slow for these small 1- and 16-channel layers in the first place.
+``impl="im2col"`` builds the patches from kh*kw shifted slices and does one matmul, which
+vmaps into a batched matmul and is ~10x faster here (see `experiments/benchmark.py`).
+``impl="xla"`` is `lax.conv_general_dilated`, the usual choice on GPU/TPU. Both take the
+same parameters as `flax.linen.Conv` (``kernel[kh, kw, in, out]``, ``bias[out]``) and are
+tested to agree with it. Max pooling is a reshape + max for the same reason: its gradient is
+an elementwise select instead of XLA:CPU's slow ``select_and_scatter``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+from jax import lax
+
+from fedgan_jax.data import spec_for
+from fedgan_jax.errors import ConfigError
+
+CONV_IMPLS = ("auto", "im2col", "xla")
+
+
+def resolve_conv_impl(impl: str, backend: str | None = None) -> str:
+    """'auto' picks im2col on CPU and XLA's native convolution on accelerators."""
+    if impl not in CONV_IMPLS:
+        raise ConfigError(f"model.conv_impl={impl!r}: allowed: {list(CONV_IMPLS)}")
+    if impl != "auto":
+        return impl
+    return "im2col" if (backend or jax.default_backend()) == "cpu" else "xla"
+
+
+def conv_im2col(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """'VALID', stride-1 NHWC convolution as patches @ kernel (one matmul)."""
+    kh, kw, cin, cout = kernel.shape
+    oh, ow = x.shape[-3] - kh + 1, x.shape[-2] - kw + 1
+    patches = jnp.concatenate(
+        [x[..., i : i + oh, j : j + ow, :] for i in range(kh) for j in range(kw)], axis=-1
+    )  # [..., oh, ow, kh*kw*cin], ordered (i, j, c) like the kernel's reshape
+    return patches @ kernel.reshape(kh * kw * cin, cout)
+
+
+def conv_xla(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return lax.conv_general_dilated(
+        x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+class Conv(nn.Module):
+    """Stride-1 2-D convolution with `flax.linen.Conv`'s parameters and two lowerings."""
+
+    features: int
+    kernel_size: tuple[int, int]
+    padding: str = "VALID"  # or "SAME"
+    impl: str = "im2col"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kh, kw = self.kernel_size
+        kernel = self.param(
+            "kernel", nn.initializers.lecun_normal(), (kh, kw, x.shape[-1], self.features)
+        )
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        if self.padding == "SAME":
+            pads = [(0, 0)] * (x.ndim - 3) + [((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2)]
+            x = jnp.pad(x, pads + [(0, 0)])
+        elif self.padding != "VALID":
+            raise ValueError(f"padding={self.padding!r}: use 'VALID' or 'SAME'")
+        conv = conv_im2col if self.impl == "im2col" else conv_xla
+        return conv(x, kernel) + bias
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+    """2x2 max pooling, stride 2, 'VALID' (an odd last row/column is dropped)."""
+    *lead, h, w, c = x.shape
+    x = x[..., : h - h % 2, : w - w % 2, :]
+    return x.reshape(*lead, h // 2, 2, w // 2, 2, c).max(axis=(-4, -2))
+
+
+class MnistCNN(nn.Module):
+    """Table II, MNIST column."""
+
+    conv_impl: str = "im2col"
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, with_features: bool = False):
+        x = max_pool_2x2(nn.relu(Conv(16, (5, 5), impl=self.conv_impl)(x)))
+        x = max_pool_2x2(nn.relu(Conv(32, (5, 5), impl=self.conv_impl)(x)))
+        features = nn.relu(nn.Dense(1000)(x.reshape(*x.shape[:-3], -1)))
+        logits = nn.Dense(self.num_classes)(features)
+        return (logits, features) if with_features else logits
+
+
+class Cifar10CNN(nn.Module):
+    """Table II, CIFAR-10 column."""
+
+    conv_impl: str = "im2col"
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, with_features: bool = False):
+        for width in (32, 64):
+            x = nn.relu(Conv(width, (3, 3), impl=self.conv_impl)(x))
+            x = max_pool_2x2(nn.relu(Conv(width, (3, 3), impl=self.conv_impl)(x)))
+        features = nn.relu(nn.Dense(512)(x.reshape(*x.shape[:-3], -1)))
+        logits = nn.Dense(self.num_classes)(features)
+        return (logits, features) if with_features else logits
+
+
+CLASSIFIERS = {"mnist": MnistCNN, "cifar10": Cifar10CNN}
+
+
+def classifier(dataset: str, conv_impl: str = "auto") -> nn.Module:
+    """The Table II classifier of `dataset`."""
+    spec = spec_for(dataset)
+    return CLASSIFIERS[dataset](conv_impl=resolve_conv_impl(conv_impl), num_classes=spec.num_classes)
+
+
+def _batch_standardize(x: jax.Array, eps: float = 1e-5) -> jax.Array:
+    """Batch normalisation with batch statistics only (no running averages to carry)."""
+    axes = tuple(range(x.ndim - 1))
+    mean = x.mean(axes, keepdims=True)
+    var = ((x - mean) ** 2).mean(axes, keepdims=True)
+    return (x - mean) * lax.rsqrt(var + eps)
+
+
+class BatchStd(nn.Module):
+    """`_batch_standardize` with a learned scale and offset (BatchNorm in train mode)."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        scale = self.param("scale", nn.initializers.ones_init(), (x.shape[-1],))
+        bias = self.param("bias", nn.initializers.zeros_init(), (x.shape[-1],))
+        return _batch_standardize(x) * scale + bias
+
+
+def _upsample2x(x: jax.Array) -> jax.Array:
+    return jnp.repeat(jnp.repeat(x, 2, axis=-3), 2, axis=-2)
+
+
+class Generator(nn.Module):
+    """Class-conditional DCGAN-style generator G(z, y): R^latent x classes -> [-1, 1]^image.
+
+    One generator conditioned on a one-hot label, rather than one generator per class:
+    the classes share stroke/texture features (few parameters, one optax state), and a
+    batch that mixes all classes is a plain convolution, not the grouped one that
+    vmapping per-class weights would give (slow on CPU; see `Conv`).
+    Normalisation uses batch statistics, as DCGAN/DAFL generators do in training, so the
+    module has no mutable state.
+    """
+
+    image_shape: tuple[int, int, int]
+    num_classes: int = 10
+    channels: int = 64
+    conv_impl: str = "im2col"
+
+    @nn.compact
+    def __call__(self, z: jax.Array, labels: jax.Array) -> jax.Array:
+        h, w, c = self.image_shape
+        s = h // 4
+        if s * 4 != h or h != w:
+            raise ValueError(f"image_shape={self.image_shape}: need square, divisible by 4")
+        x = jnp.concatenate([z, jax.nn.one_hot(labels, self.num_classes, dtype=z.dtype)], -1)
+        x = nn.Dense(s * s * self.channels)(x).reshape(*z.shape[:-1], s, s, self.channels)
+        x = nn.relu(BatchStd()(x))
+        for width in (self.channels // 2, self.channels // 4):
+            x = Conv(width, (3, 3), padding="SAME", impl=self.conv_impl)(_upsample2x(x))
+            x = nn.relu(BatchStd()(x))
+        x = Conv(c, (3, 3), padding="SAME", impl=self.conv_impl)(x)
+        return jnp.tanh(x)
+
+
+def generator(dataset: str, *, channels: int = 64, conv_impl: str = "auto") -> Generator:
+    spec = spec_for(dataset)
+    return Generator(
+        image_shape=spec.image_shape,
+        num_classes=spec.num_classes,
+        channels=channels,
+        conv_impl=resolve_conv_impl(conv_impl),
+    )
+
+
+def init_params(module: nn.Module, key: jax.Array, *example_inputs) -> dict:
+    """The module's 'params' collection for `example_inputs`."""
+    return module.init(key, *example_inputs)["params"]
+
+
+def param_count(params) -> int:
+    return int(sum(np.prod(p.shape) for p in jax.tree.leaves(params)))

@@ -1,0 +1,130 @@
+"""Supervised training on one padded dataset: the local update of a client (paper Eq. 2)
+and the training of the attack classifiers share it.
+
+A dataset here is fixed-shape: ``x[capacity, ...]``, targets ``y[capacity]`` (int labels)
+or ``y[capacity, classes]`` (soft labels), and ``count``: records ``0..count-1`` are real,
+the rest is padding. Every epoch draws a fresh permutation of the real records from its own
+key; minibatches that hold no real record are skipped with `lax.cond` (a real skip when
+clients run in sequence, a select under `vmap`), and a partial last batch is a mean over
+its real records. One `lax.scan` runs all steps of all epochs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+Params = Any
+ApplyFn = Callable[[Params, jax.Array], jax.Array]  # (params, images) -> logits
+
+
+def masked_cross_entropy(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean cross-entropy over the records where `mask` is true (0 if none is)."""
+    if targets.ndim == logits.ndim:  # soft targets (distillation)
+        per_record = optax.softmax_cross_entropy(logits, targets)
+    else:
+        per_record = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    mask = mask.astype(per_record.dtype)
+    return jnp.sum(per_record * mask) / jnp.maximum(mask.sum(), 1.0)
+
+
+def epoch_permutation(key: jax.Array, count: jax.Array, capacity: int, padded: int) -> jax.Array:
+    """A random order of records 0..count-1, then the padding, `padded` (>= capacity) long.
+
+    Indices >= count mark padding; the tail beyond `capacity` repeats `capacity` (padding).
+    """
+    noise = jax.random.uniform(key, (capacity,))
+    order = jnp.argsort(jnp.where(jnp.arange(capacity) < count, noise, 2.0))
+    return jnp.pad(order, (0, padded - capacity), constant_values=capacity)
+
+
+def make_trainer(
+    apply_fn: ApplyFn,
+    optimizer: optax.GradientTransformation,
+    *,
+    epochs: int,
+    batch_size: int,
+) -> Callable:
+    """Returns ``train(params, x, y, count, key) -> (params, metrics)``, pure and jittable.
+
+    metrics: ``loss`` (mean over the steps that saw data), ``steps`` (how many did) and
+    ``finite`` (every loss and the final params are finite).
+    """
+
+    def loss_fn(params, xb, yb, mask):
+        return masked_cross_entropy(apply_fn(params, xb), yb, mask)
+
+    grad_fn = jax.value_and_grad(loss_fn)
+
+    def train(params, x, y, count, key):
+        capacity = x.shape[0]
+        steps = -(-capacity // batch_size)
+        opt_state = optimizer.init(params)
+
+        def step(carry, idx):
+            params, opt_state = carry
+            mask = idx < count
+
+            def update(operand):
+                params, opt_state = operand
+                safe = jnp.minimum(idx, capacity - 1)
+                loss, grads = grad_fn(params, x[safe], y[safe], mask)
+                updates, opt_state = optimizer.update(grads, opt_state, params)
+                return (optax.apply_updates(params, updates), opt_state), loss
+
+            def skip(operand):
+                return operand, jnp.zeros((), jnp.float32)
+
+            carry, loss = lax.cond(mask.any(), update, skip, (params, opt_state))
+            return carry, (loss, mask.any())
+
+        def epoch(carry, epoch_key):
+            order = epoch_permutation(epoch_key, count, capacity, steps * batch_size)
+            return lax.scan(step, carry, order.reshape(steps, batch_size))
+
+        (params, _), (losses, ran) = lax.scan(
+            epoch, (params, opt_state), jax.random.split(key, epochs)
+        )
+        ran = ran.astype(jnp.float32)
+        n_ran = ran.sum()
+        finite = jnp.all(jnp.isfinite(losses)) & all_finite(params)
+        return params, {
+            "loss": jnp.sum(losses * ran) / jnp.maximum(n_ran, 1.0),
+            "steps": n_ran,
+            "finite": finite,
+        }
+
+    return train
+
+
+def all_finite(tree) -> jax.Array:
+    """True when every leaf of `tree` is free of NaN and inf."""
+    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def batched_apply(
+    apply_fn: ApplyFn, params: Params, x: jax.Array, batch_size: int
+) -> jax.Array:
+    """``apply_fn(params, x)`` over `x` in chunks of `batch_size` (bounded memory)."""
+    n = x.shape[0]
+    chunks = -(-n // batch_size)
+    padded = jnp.pad(x, [(0, chunks * batch_size - n)] + [(0, 0)] * (x.ndim - 1))
+    logits = lax.map(
+        lambda xb: apply_fn(params, xb), padded.reshape(chunks, batch_size, *x.shape[1:])
+    )
+    return logits.reshape(chunks * batch_size, -1)[:n]
+
+
+def evaluate(
+    apply_fn: ApplyFn, params: Params, x: jax.Array, y: jax.Array, batch_size: int
+) -> dict[str, jax.Array]:
+    """Accuracy and mean cross-entropy of `params` on (x, y)."""
+    logits = batched_apply(apply_fn, params, x, batch_size)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return {"accuracy": jnp.mean(jnp.argmax(logits, -1) == y), "loss": loss}
