@@ -56,7 +56,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.gan.learning_rate = 2e-3  # Adam(b1=0.5) on the generator
     c.gan.critic_learning_rate = 1e-3  # student (adversarial) / discriminator (prior)
     c.gan.latent_dim = 100  # z in R^100 (paper Sec. V-C)
-    c.gan.channels = 64  # generator width
+    c.gan.channels = 32  # generator width (Dense -> 7x7xC -> 14x14xC/2 -> 28x28xC/4)
     c.gan.samples_per_class = 200  # generated per class for D_gen (rounded up to batches)
     c.gan.keep_confidence = 0.0  # D_gen keeps samples f assigns to the class with >= this
     c.gan.filter_target = True  # keep only samples f assigns to their target class
@@ -64,8 +64,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.gan.figure_per_class = 6  # samples per class in reconstructions.png
     # Loss weights; -1 keeps the mode's default (fedgan_jax.gan.MODE_DEFAULTS).
     c.gan.loss = ml_collections.ConfigDict(
-        dict(ce=-1.0, entropy=-1.0, activation=-1.0, disagreement=-1.0, realism=-1.0,
-             diversity=-1.0)
+        dict(
+            ce=-1.0, entropy=-1.0, activation=-1.0, disagreement=-1.0, realism=-1.0, diversity=-1.0
+        )
     )
 
     c.attack = ml_collections.ConfigDict()

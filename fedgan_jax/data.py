@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -193,7 +194,8 @@ def _read_bytes(path: str) -> bytes:
                 return f.read()
         with open(path, "rb") as f:
             return f.read()
-    except (OSError, EOFError) as e:  # gzip raises EOFError on a truncated stream
+    # gzip raises EOFError on a truncated stream, zlib.error on damaged deflate data
+    except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: cannot be read ({e})") from e
 
 

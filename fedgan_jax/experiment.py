@@ -69,8 +69,14 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True) -> dict[s
     engine = Engine(config, dataset, num_runs=1)
     capacity = common_capacity(config, dataset, [run])
     return run_batch(
-        config, dataset, [run], [workdir], engine=engine, capacity=capacity,
-        checkpoint_dir=os.path.join(workdir, "checkpoints"), progress=progress,
+        config,
+        dataset,
+        [run],
+        [workdir],
+        engine=engine,
+        capacity=capacity,
+        checkpoint_dir=os.path.join(workdir, "checkpoints"),
+        progress=progress,
     )[0]
 
 
@@ -97,7 +103,9 @@ def run_batch(
     keys = engine.run_keys(runs)
     state = initial_state(engine, setup, view, keys)
     ckpt = Checkpointer(
-        checkpoint_dir, every=config.checkpoint.every, keep=config.checkpoint.keep,
+        checkpoint_dir,
+        every=config.checkpoint.every,
+        keep=config.checkpoint.keep,
         last_round=config.fl.rounds,
     )
     resumed_from = ckpt.latest_round()
@@ -105,8 +113,14 @@ def run_batch(
         state = ckpt.restore(state)
         logging.info("resumed %s from round %d", checkpoint_dir, resumed_from)
     names = ", ".join(r.name for r in runs)
-    bar = tqdm(total=config.fl.rounds, initial=int(state["round"]), disable=not progress,
-               desc=f"federation [{names}]", unit="round", dynamic_ncols=True)
+    bar = tqdm(
+        total=config.fl.rounds,
+        initial=int(state["round"]),
+        disable=not progress,
+        desc=f"federation [{names}]",
+        unit="round",
+        dynamic_ncols=True,
+    )
 
     def on_round(state):
         t = int(state["round"])
@@ -128,8 +142,9 @@ def run_batch(
 
     test = (jnp.asarray(dataset.test_x), jnp.asarray(dataset.test_y))
     federation_tic = time.perf_counter()
-    state = federate(engine, setup, state, clients=clients, view=view, keys=keys, test=test,
-                     on_round=on_round)
+    state = federate(
+        engine, setup, state, clients=clients, view=view, keys=keys, test=test, on_round=on_round
+    )
     bar.close()
     ckpt.maybe_save(state)  # the last round, if `every` skipped it
     ckpt.close()
@@ -143,7 +158,12 @@ def run_batch(
     results = []
     for r, (run, workdir) in enumerate(zip(runs, workdirs, strict=True)):
         result = write_run(
-            run_config(config, run), setup, r, state, out, workdir,
+            run_config(config, run),
+            setup,
+            r,
+            state,
+            out,
+            workdir,
             timings={**timings, "total": time.perf_counter() - tic},
             resumed_from=resumed_from,
         )
@@ -160,8 +180,9 @@ def _environment() -> dict[str, Any]:
     }
 
 
-def write_run(config, setup: Setup, r: int, state, out, workdir: str, *, timings,
-              resumed_from) -> dict[str, Any]:
+def write_run(
+    config, setup: Setup, r: int, state, out, workdir: str, *, timings, resumed_from
+) -> dict[str, Any]:
     """results.json, metrics.csv, membership.npz and the figures of run `r`."""
     ds = setup.dataset
     fl = config.fl
@@ -170,8 +191,12 @@ def write_run(config, setup: Setup, r: int, state, out, workdir: str, *, timings
     gan_start = int(state["gan_start"][r])
     history = {k: v[r] for k, v in state["history"].items()}
     targets = protocols.target_sets(
-        setup.owner[r], ds.test_y, victim=fl.victim, adversary=fl.adversary,
-        victim_labels=victim_labels, seed=(config.seed, STRICT_STREAM),
+        setup.owner[r],
+        ds.test_y,
+        victim=fl.victim,
+        adversary=fl.adversary,
+        victim_labels=victim_labels,
+        seed=(config.seed, STRICT_STREAM),
         protocols=config.attack.protocols,
     )
     scores = {a: s[r] for a, s in out["scores"].items()}
@@ -212,11 +237,23 @@ def write_run(config, setup: Setup, r: int, state, out, workdir: str, *, timings
         }
     io.write_csv(
         os.path.join(workdir, "metrics.csv"),
-        ["round", "main_task_accuracy", "main_task_loss", "mean_client_loss",
-         "generator_loss", "generator_fooled"],
         [
-            (t + 1, history["accuracy"][t], history["loss"][t], history["client_loss"][t].mean(),
-             history["generator_loss"][t], history["generator_fooled"][t])
+            "round",
+            "main_task_accuracy",
+            "main_task_loss",
+            "mean_client_loss",
+            "generator_loss",
+            "generator_fooled",
+        ],
+        [
+            (
+                t + 1,
+                history["accuracy"][t],
+                history["loss"][t],
+                history["client_loss"][t].mean(),
+                history["generator_loss"][t],
+                history["generator_fooled"][t],
+            )
             for t in range(fl.rounds)
         ],
     )
@@ -233,11 +270,13 @@ def write_run(config, setup: Setup, r: int, state, out, workdir: str, *, timings
     return io.to_jsonable(result)
 
 
-def _figures(config, setup, r, state, out, workdir, history, targets, scores, attacks,
-             gan_start) -> None:
+def _figures(
+    config, setup, r, state, out, workdir, history, targets, scores, attacks, gan_start
+) -> None:
     ds = setup.dataset
     plots.accuracy_curve(
-        os.path.join(workdir, "accuracy.png"), {"global model": history["accuracy"]},
+        os.path.join(workdir, "accuracy.png"),
+        {"global model": history["accuracy"]},
         gan_start=gan_start or None,
         trigger=config.gan.trigger_accuracy if config.gan.trigger == "accuracy" else None,
     )

@@ -92,9 +92,9 @@ def make_round(
 ) -> Callable:
     """Returns ``round_fn(global_params, clients, key) -> (global_params, metrics)``.
 
-    `clients` is `ClientData` of ``num_clients`` clients. ``clients_per_round`` < num_clients samples that many distinct clients per round
-    (seeded by `key`). metrics: per selected client ``client`` (index), ``loss``,
-    ``steps``, ``finite``.
+    `clients` is `ClientData` of ``num_clients`` clients. ``clients_per_round`` below
+    ``num_clients`` samples that many distinct clients per round (seeded by `key`).
+    metrics: per selected client ``client`` (index), ``loss``, ``steps``, ``finite``.
     Not jitted here: jit it (the simulation does), or vmap it over runs first.
     """
     m = num_clients if clients_per_round is None else clients_per_round

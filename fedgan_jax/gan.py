@@ -119,7 +119,7 @@ def make_gan_trainer(
     mode: str = "paper",
     loss_overrides: dict[str, float] | None = None,
     latent_dim: int = 100,
-    channels: int = 64,
+    channels: int = 32,
     batch_per_class: int = 8,
     steps_per_round: int = 20,
     learning_rate: float = 2e-3,
@@ -268,9 +268,9 @@ def make_gan_trainer(
         x = images(state.generator, key, samples_per_class)
         labels = jnp.repeat(jnp.arange(num_classes), samples_per_class)
         x = x.reshape(num_classes * samples_per_class, *image_shape)
-        probs = jax.nn.softmax(training.batched_apply(
-            lambda p, xb: f(p, xb), global_params, x, batch
-        ))
+        probs = jax.nn.softmax(
+            training.batched_apply(lambda p, xb: f(p, xb), global_params, x, batch)
+        )
         pred = jnp.argmax(probs, -1)
         keep = view.declared_classes[labels] & (probs.max(-1) >= keep_confidence)
         if filter_target:

@@ -40,7 +40,7 @@ def roc_curve(is_member: np.ndarray, scores: np.ndarray):
         raise ValueError("ROC needs both members and non-members")
     order = np.argsort(-s, kind="stable")
     s, m = s[order], m[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    last_of_tie = np.r_[np.flatnonzero(s[1:] != s[:-1]), len(s) - 1]  # not diff: inf - inf
     tps = np.cumsum(m)[last_of_tie]
     fps = np.cumsum(~m)[last_of_tie]
     tpr = np.r_[0.0, tps / m.sum()]

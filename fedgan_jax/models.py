@@ -129,7 +129,9 @@ CLASSIFIERS = {"mnist": MnistCNN, "cifar10": Cifar10CNN}
 def classifier(dataset: str, conv_impl: str = "auto") -> nn.Module:
     """The Table II classifier of `dataset`."""
     spec = spec_for(dataset)
-    return CLASSIFIERS[dataset](conv_impl=resolve_conv_impl(conv_impl), num_classes=spec.num_classes)
+    return CLASSIFIERS[dataset](
+        conv_impl=resolve_conv_impl(conv_impl), num_classes=spec.num_classes
+    )
 
 
 def _batch_standardize(x: jax.Array, eps: float = 1e-5) -> jax.Array:

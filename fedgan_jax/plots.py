@@ -32,15 +32,23 @@ def _style(attack: str) -> dict:
     return ATTACK_STYLE.get(attack, dict(label=attack))
 
 
-def accuracy_curve(path: str, curves: Mapping[str, np.ndarray], *, gan_start=None,
-                   trigger=None, title="Main-task accuracy (paper Fig. 5)") -> None:
+def accuracy_curve(
+    path: str,
+    curves: Mapping[str, np.ndarray],
+    *,
+    gan_start=None,
+    trigger=None,
+    title="Main-task accuracy (paper Fig. 5)",
+) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, acc in curves.items():
         ax.plot(np.arange(1, len(acc) + 1), acc, label=name)
     if trigger is not None:
         ax.axhline(trigger, color="gray", ls=":", lw=1, label=f"GAN trigger {trigger:.2f}")
     if gan_start:
-        ax.axvline(gan_start, color="tab:red", ls="--", lw=1, label=f"GAN starts (round {gan_start})")
+        ax.axvline(
+            gan_start, color="tab:red", ls="--", lw=1, label=f"GAN starts (round {gan_start})"
+        )
     ax.set(xlabel="round", ylabel="test accuracy", title=title, ylim=(0, 1.01))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
@@ -55,8 +63,11 @@ def _grid_image(grid: np.ndarray) -> np.ndarray:
     return img[..., 0] if ch == 1 else img
 
 
-def reconstructions(path: str, panels: Sequence[tuple[str, np.ndarray]],
-                    title="Reconstructions per class (paper Fig. 4)") -> None:
+def reconstructions(
+    path: str,
+    panels: Sequence[tuple[str, np.ndarray]],
+    title="Reconstructions per class (paper Fig. 4)",
+) -> None:
     """`panels`: (caption, grid[classes, n, H, W, C]) in order, real samples last."""
     fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 4.2), squeeze=False)
     for ax, (caption, grid) in zip(axes[0], panels, strict=True):
@@ -71,12 +82,14 @@ def reconstructions(path: str, panels: Sequence[tuple[str, np.ndarray]],
     plt.close(fig)
 
 
-def roc_curves(path: str, curves: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]],
-               title="ROC (paper Figs. 7-8)") -> None:
+def roc_curves(
+    path: str,
+    curves: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]],
+    title="ROC (paper Figs. 7-8)",
+) -> None:
     """`curves[protocol][label] = (is_member, scores)`; linear and log-log columns."""
     protocols = list(curves)
-    fig, axes = plt.subplots(len(protocols), 2, figsize=(10, 4.2 * len(protocols)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(protocols), 2, figsize=(10, 4.2 * len(protocols)), squeeze=False)
     for row, protocol in zip(axes, protocols, strict=True):
         for label, (is_member, scores) in curves[protocol].items():
             fpr, tpr, _ = metrics.roc_curve(is_member, scores)
@@ -88,8 +101,13 @@ def roc_curves(path: str, curves: Mapping[str, Mapping[str, tuple[np.ndarray, np
             row[1].plot(np.maximum(fpr, floor), np.maximum(tpr, floor), **style)
         for ax, scale in zip(row, ("linear", "log"), strict=True):
             ax.plot([0, 1], [0, 1], color="gray", ls=":", lw=1)
-            ax.set(xscale=scale, yscale=scale, xlabel="false positive rate",
-                   ylabel="true positive rate", title=f"{protocol} protocol ({scale})")
+            ax.set(
+                xscale=scale,
+                yscale=scale,
+                xlabel="false positive rate",
+                ylabel="true positive rate",
+                title=f"{protocol} protocol ({scale})",
+            )
             ax.grid(alpha=0.3)
         row[1].set(xlim=(1e-4 if n_neg > 5000 else 1e-3, 1), ylim=(1e-3, 1.05))
         row[0].legend(loc="lower right", fontsize=8)
@@ -98,8 +116,11 @@ def roc_curves(path: str, curves: Mapping[str, Mapping[str, tuple[np.ndarray, np
     plt.close(fig)
 
 
-def tp_fn_bars(path: str, results: Mapping[str, Mapping[str, Mapping]],
-               title="Inference outcomes (paper Fig. 6)") -> None:
+def tp_fn_bars(
+    path: str,
+    results: Mapping[str, Mapping[str, Mapping]],
+    title="Inference outcomes (paper Fig. 6)",
+) -> None:
     """`results[attack][protocol]` metric dicts: TP, FN (paper) and FP bars."""
     attacks = list(results)
     protocols = list(next(iter(results.values())))
@@ -107,8 +128,9 @@ def tp_fn_bars(path: str, results: Mapping[str, Mapping[str, Mapping]],
     width = 0.27
     x = np.arange(len(attacks))
     for ax, protocol in zip(axes[0], protocols, strict=True):
-        for i, (key, color) in enumerate((("tp", "tab:green"), ("fn", "tab:orange"),
-                                          ("fp", "tab:red"))):
+        for i, (key, color) in enumerate(
+            (("tp", "tab:green"), ("fn", "tab:orange"), ("fp", "tab:red"))
+        ):
             values = [results[a][protocol][key] for a in attacks]
             ax.bar(x + (i - 1) * width, values, width, color=color, label=key.upper())
         ax.set_xticks(x, [_style(a)["label"] for a in attacks], rotation=20, fontsize=8)

@@ -24,18 +24,25 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 from jax.sharding import Mesh
 
 from fedgan_jax import attack, config_lib, federated, gan, models, partition, training
-from fedgan_jax.adversary import AdversaryView, adversary_view
+from fedgan_jax.adversary import AdversaryView
 from fedgan_jax.data import Dataset
 from fedgan_jax.errors import NonFiniteError
 
 Params = Any
 # Independent PRNG streams of a run, folded into the run's key.
-STREAMS = {"init": 0, "fl": 1, "gan_init": 2, "gan": 3, "sample": 4, "attack": 5, "oracle": 6,
-           "figure": 7}
+STREAMS = {
+    "init": 0,
+    "fl": 1,
+    "gan_init": 2,
+    "gan": 3,
+    "sample": 4,
+    "attack": 5,
+    "oracle": 6,
+    "figure": 7,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -331,52 +338,79 @@ def federate(
     `on_round(state)` runs after every round (progress, checkpoints).
     """
     config = engine.config
-    g = config.gan
     runs = setup.runs
-    every = config.adversary.snapshot_every
     for t in range(int(state["round"]) + 1, config.fl.rounds + 1):
         tic = time.perf_counter()
         params, round_metrics = engine.round(state["params"], clients, keys, t)
         evals = engine.fetch(engine.evaluate(params, *test))
         round_metrics = engine.fetch(round_metrics)
-        _check_finite(round_metrics["finite"], "a client's local training", t, runs,
-                      round_metrics["client"])
+        _check_finite(
+            round_metrics["finite"], "a client's local training", t, runs, round_metrics["client"]
+        )
         _check_finite(np.isfinite(evals["loss"]), "the global model", t, runs)
         hist = state["history"]
         hist["accuracy"][:, t - 1] = evals["accuracy"]
         hist["loss"][:, t - 1] = evals["loss"]
         hist["client_loss"][:, t - 1] = round_metrics["loss"]
         state["params"] = params
-        if every and t % every == 0:  # the adversary keeps this global model
-            state["snapshots"][str(t)] = engine.fetch(params)
-
-        # The adversary's trigger: main-task accuracy reached, or a fixed round.
-        if g.trigger == "accuracy":
-            fire = evals["accuracy"] >= g.trigger_accuracy
-        else:
-            fire = np.full(setup.num_runs, t >= g.trigger_round)
-        state["gan_start"] = np.where((state["gan_start"] == 0) & fire, t, state["gan_start"])
-        active = state["gan_start"] > 0
-        if active.any() and "gan" in config.attack.attacks:
-            gan_state, gm = engine.gan_update(
-                state["gan"], params, view, keys, t, engine.put(active)
-            )
-            gm = engine.fetch(gm)
-            _check_finite(gm["finite"] | ~active, "the generator (GAN phase)", t, runs)
-            state["gan"] = gan_state
-            hist["generator_loss"][:, t - 1] = np.where(active, gm["loss"], np.nan)
-            hist["generator_fooled"][:, t - 1] = np.where(active, gm["fooled"], np.nan)
-            grids = None
-            for label, due in (("first", state["gan_start"] == t), (str(t), active)):
-                if label in state["grids"] and due.any():
-                    grids = engine.fetch(engine.figure_grid(gan_state, keys)) if grids is None else grids
-                    state["grids"][label] = np.where(
-                        due[:, None, None, None, None, None], grids, state["grids"][label]
-                    )
+        state = adversary_observes(
+            engine, state, params, evals["accuracy"], t, view=view, keys=keys
+        )
         state["round"] = np.asarray(t, np.int64)
         state["round_seconds"] = time.perf_counter() - tic
         if on_round is not None:
             on_round(state)
+    return state
+
+
+def adversary_observes(
+    engine: Engine,
+    state: dict,
+    params,
+    accuracy: np.ndarray,
+    t: int,
+    *,
+    view: AdversaryView,
+    keys,
+) -> dict:
+    """The adversary receives M_t (and the announced main-task accuracy) in round t.
+
+    It keeps a snapshot if configured, fires the trigger, and takes its generator steps
+    against the frozen M_t. Its inputs are only what Sec. III-D allows: the global params,
+    the accuracy the server announces, and its own view.
+    """
+    config = engine.config
+    g = config.gan
+    every = config.adversary.snapshot_every
+    if every and t % every == 0:
+        state["snapshots"][str(t)] = engine.fetch(params)
+    if g.trigger == "accuracy":
+        fire = np.asarray(accuracy) >= g.trigger_accuracy
+    else:
+        fire = np.full(state["gan_start"].shape, t >= g.trigger_round)
+    state["gan_start"] = np.where((state["gan_start"] == 0) & fire, t, state["gan_start"])
+    active = state["gan_start"] > 0
+    if not (active.any() and "gan" in config.attack.attacks):
+        return state
+    gan_state, gm = engine.gan_update(state["gan"], params, view, keys, t, engine.put(active))
+    gm = engine.fetch(gm)
+    if not (gm["finite"] | ~active).all():
+        raise NonFiniteError(
+            f"round {t}: non-finite generator loss or params (GAN phase); "
+            "the run stops here: lower gan.learning_rate"
+        )
+    state["gan"] = gan_state
+    hist = state["history"]
+    hist["generator_loss"][:, t - 1] = np.where(active, gm["loss"], np.nan)
+    hist["generator_fooled"][:, t - 1] = np.where(active, gm["fooled"], np.nan)
+    grids = None
+    for label, due in (("first", state["gan_start"] == t), (str(t), active)):
+        if label in state["grids"] and due.any():
+            if grids is None:
+                grids = engine.fetch(engine.figure_grid(gan_state, keys))
+            state["grids"][label] = np.where(
+                due[:, None, None, None, None, None], grids, state["grids"][label]
+            )
     return state
 
 
@@ -415,8 +449,11 @@ def attack_phase(
         own_logits = engine.fetch(engine.logits_each(params, view.own_x))
         own = engine.fetch({"y": view.own_y, "n": view.own_count})
         scores, decisions = jax.vmap(attack.loss_threshold, in_axes=(0, None, 0, 0, 0))(
-            jnp.asarray(global_logits), jnp.asarray(pool_y), jnp.asarray(own_logits),
-            jnp.asarray(own["y"]), jnp.asarray(own["n"]),
+            jnp.asarray(global_logits),
+            jnp.asarray(pool_y),
+            jnp.asarray(own_logits),
+            jnp.asarray(own["y"]),
+            jnp.asarray(own["n"]),
         )
         out["scores"]["loss_threshold"] = np.asarray(scores)
         out["decisions"]["loss_threshold"] = np.asarray(decisions)

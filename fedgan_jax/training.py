@@ -108,9 +108,7 @@ def all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
-def batched_apply(
-    apply_fn: ApplyFn, params: Params, x: jax.Array, batch_size: int
-) -> jax.Array:
+def batched_apply(apply_fn: ApplyFn, params: Params, x: jax.Array, batch_size: int) -> jax.Array:
     """``apply_fn(params, x)`` over `x` in chunks of `batch_size` (bounded memory)."""
     n = x.shape[0]
     chunks = -(-n // batch_size)

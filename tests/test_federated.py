@@ -1,0 +1,186 @@
+"""FedAvg, the client update and the jitted round, on problems small enough to check by hand."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from fedgan_jax import federated, training
+from fedgan_jax.partition import ClientData
+
+
+def linear_apply(params, x):
+    return x.reshape(x.shape[0], -1) @ params["w"] + params["b"]
+
+
+def linear_params(key, dim=6, classes=3):
+    return {"w": 0.1 * jax.random.normal(key, (dim, classes)), "b": jnp.zeros(classes)}
+
+
+def make_clients(key, counts, capacity, dim=6, classes=3, pad_value=0.0):
+    """Random client data, records beyond each count filled with `pad_value`."""
+    n = len(counts)
+    kx, ky = jax.random.split(key)
+    x = np.asarray(jax.random.normal(kx, (n, capacity, dim, 1, 1)))
+    y = np.asarray(jax.random.randint(ky, (n, capacity), 0, classes), np.int32)
+    valid = np.arange(capacity)[None] < np.asarray(counts)[:, None]
+    x = np.where(valid[..., None, None, None], x, pad_value).astype(np.float32)
+    y = np.where(valid, y, 0).astype(np.int32)
+    return ClientData(x=jnp.asarray(x), y=jnp.asarray(y), counts=jnp.asarray(counts, jnp.int32))
+
+
+def test_fedavg_is_example_weighted_mean_by_hand():
+    g = {"a": jnp.array([0.0, 0.0]), "b": jnp.array(1.0)}
+    clients = {
+        "a": jnp.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]),
+        "b": jnp.array([2.0, 4.0, 8.0]),
+    }
+    counts = jnp.array([1.0, 2.0, 5.0])
+    out = federated.fedavg(g, clients, counts)
+    # weights 1/8, 2/8, 5/8: a = (1*[1,2] + 2*[3,4] + 5*[5,6]) / 8 = [32/8, 40/8]
+    np.testing.assert_allclose(out["a"], [4.0, 5.0], rtol=1e-6)
+    np.testing.assert_allclose(out["b"], (2 + 8 + 40) / 8, rtol=1e-6)
+    uniform = federated.fedavg(g, clients, jnp.ones(3))
+    np.testing.assert_allclose(uniform["a"], [3.0, 4.0], rtol=1e-6)
+
+
+def test_fedavg_ignores_zero_weight_clients():
+    g = {"w": jnp.zeros(3)}
+    clients = {"w": jnp.array([[1.0, 1.0, 1.0], [100.0, -5.0, 7.0]])}
+    out = federated.fedavg(g, clients, jnp.array([4.0, 0.0]))
+    np.testing.assert_allclose(out["w"], [1.0, 1.0, 1.0])
+
+
+def _client_update(epochs=2, batch=4, lr=0.5):
+    return federated.make_client_update(
+        linear_apply, local_epochs=epochs, batch_size=batch, learning_rate=lr
+    )
+
+
+def test_client_update_lowers_the_loss():
+    key = jax.random.key(0)
+    data = make_clients(key, [20], 20)
+    params = linear_params(jax.random.key(1))
+    update = jax.jit(_client_update(epochs=5))
+
+    def loss(p):
+        return training.masked_cross_entropy(
+            linear_apply(p, data.x[0]), data.y[0], jnp.ones(20, bool)
+        )
+
+    new, metrics = update(params, data.x[0], data.y[0], data.counts[0], jax.random.key(2))
+    assert float(loss(new)) < 0.8 * float(loss(params))
+    assert bool(metrics["finite"])
+    assert int(metrics["steps"]) == 5 * 5  # 20 records / batch 4 = 5 steps, 5 epochs
+
+
+def test_padding_content_changes_nothing():
+    """Records beyond the count never reach a gradient, whatever they hold."""
+    params = linear_params(jax.random.key(1))
+    update = jax.jit(_client_update())
+    zeros = make_clients(jax.random.key(0), [7], 12, pad_value=0.0)
+    garbage = make_clients(jax.random.key(0), [7], 12, pad_value=1e6)
+    a, _ = update(params, zeros.x[0], zeros.y[0], zeros.counts[0], jax.random.key(3))
+    b, _ = update(params, garbage.x[0], garbage.y[0], garbage.counts[0], jax.random.key(3))
+    chex.assert_trees_all_close(a, b, rtol=0, atol=0)
+
+
+def test_empty_steps_are_skipped():
+    """With 5 records, batch 4 and capacity 16 an epoch has 2 real steps of 4."""
+    params = linear_params(jax.random.key(1))
+    data = make_clients(jax.random.key(0), [5], 16)
+    _, metrics = jax.jit(_client_update(epochs=3))(
+        params, data.x[0], data.y[0], data.counts[0], jax.random.key(3)
+    )
+    assert int(metrics["steps"]) == 6
+
+
+def _reference_round(update, params, clients, key, chosen, weights):
+    """Each chosen client one by one, then the weighted mean, all in plain Python."""
+    _, train_key = jax.random.split(key)
+    results = []
+    for c in chosen:
+        k = jax.random.fold_in(train_key, c)
+        new, _ = update(params, clients.x[c], clients.y[c], clients.counts[c], k)
+        results.append(new)
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *results)
+    return federated.fedavg(params, stacked, jnp.asarray(weights, jnp.float32))
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 2])
+@pytest.mark.parametrize("weighting", ["examples", "uniform"])
+def test_round_equals_clients_one_by_one(chunk, weighting):
+    counts = [9, 3, 12, 6]
+    clients = make_clients(jax.random.key(0), counts, 12, pad_value=3.0)
+    params = linear_params(jax.random.key(1))
+    update = _client_update()
+    round_fn = jax.jit(
+        federated.make_round(update, num_clients=4, client_chunk=chunk, weighting=weighting)
+    )
+    key = jax.random.key(7)
+    new, metrics = round_fn(params, clients, key)
+    weights = counts if weighting == "examples" else [1, 1, 1, 1]
+    expected = _reference_round(jax.jit(update), params, clients, key, range(4), weights)
+    chex.assert_trees_all_close(new, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(metrics["client"], np.arange(4))
+    assert metrics["loss"].shape == (4,)
+
+
+def test_partial_participation_uses_only_the_chosen_clients():
+    counts = [8, 8, 8, 8, 8]
+    clients = make_clients(jax.random.key(0), counts, 8)
+    params = linear_params(jax.random.key(1))
+    update = _client_update()
+    round_fn = jax.jit(federated.make_round(update, num_clients=5, clients_per_round=2))
+    key = jax.random.key(3)
+    new, metrics = round_fn(params, clients, key)
+    chosen = np.asarray(metrics["client"])
+    assert len(chosen) == 2 and len(set(chosen.tolist())) == 2
+    expected = _reference_round(jax.jit(update), params, clients, key, chosen, [8, 8])
+    chex.assert_trees_all_close(new, expected, rtol=1e-5, atol=1e-6)
+    # Another client's data does not matter this round.
+    other = int(np.setdiff1d(np.arange(5), chosen)[0])
+    x = clients.x.at[other].set(100.0)
+    new2, _ = round_fn(params, clients.replace(x=x), key)
+    chex.assert_trees_all_close(new, new2, rtol=0, atol=0)
+    # The selection is seeded by the round key: over rounds every client takes part.
+    seen = set()
+    for t in range(20):
+        _, m = round_fn(params, clients, jax.random.fold_in(key, t))
+        seen.update(np.asarray(m["client"]).tolist())
+    assert seen == set(range(5))
+
+
+def test_round_compiles_once_across_rounds():
+    clients = make_clients(jax.random.key(0), [6, 4, 8], 8)
+    params = linear_params(jax.random.key(1))
+    round_fn = federated.make_round(_client_update(), num_clients=3)
+    traced = jax.jit(chex.assert_max_traces(round_fn, n=1))
+    for t in range(4):
+        params, _ = traced(params, clients, jax.random.key(t))
+    # A new label deal with the same shapes reuses the compiled round as well.
+    other = make_clients(jax.random.key(9), [8, 2, 5], 8)
+    traced(params, other, jax.random.key(99))
+
+
+def test_round_with_cnn_and_sgd_matches_optax_sgd_step():
+    """One client, one full batch, one epoch: the update is exactly W - lr * grad (Eq. 2)."""
+    from fedgan_jax import models
+
+    model = models.classifier("mnist", "im2col")
+    params = models.init_params(model, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+
+    def apply(p, x):
+        return model.apply({"params": p}, x)
+
+    x = jax.random.normal(jax.random.key(1), (8, 28, 28, 1))
+    y = jnp.arange(8) % 10
+    update = federated.make_client_update(apply, local_epochs=1, batch_size=8, learning_rate=0.1)
+    new, _ = jax.jit(update)(params, x, y, jnp.int32(8), jax.random.key(2))
+    grads = jax.grad(
+        lambda p: optax.softmax_cross_entropy_with_integer_labels(apply(p, x), y).mean()
+    )(params)
+    expected = jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
+    chex.assert_trees_all_close(new, expected, rtol=1e-4, atol=1e-6)
