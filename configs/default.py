@@ -31,7 +31,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.fl.victim_num_labels = 2  # k: labels the victim declares (paper sweeps 1, 2, 3, 5)
     c.fl.rounds = 400  # communication rounds
     c.fl.local_epochs = 30  # E
-    c.fl.learning_rate = 0.01  # eta of Eq. 2 (plain SGD)
+    c.fl.learning_rate = 0.01  # eta of Eq. 2 (plain SGD); the initial one with a schedule
+    c.fl.lr_schedule = "constant"  # constant | cosine (decay over the rounds)
+    c.fl.lr_final_fraction = 0.0  # cosine: the last rounds' rate = this x learning_rate
     c.fl.batch_size = 64
     c.fl.client_fraction = 1.0  # participants per round (seeded sample, fixed shapes)
     c.fl.weighting = "examples"  # FedAvg weights: examples (McMahan) | uniform (Eq. 1)

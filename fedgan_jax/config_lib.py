@@ -16,7 +16,7 @@ import jax
 from fedgan_jax import data, gan, models
 from fedgan_jax.attack import ATTACKS, LABEL_MODES
 from fedgan_jax.errors import ConfigError
-from fedgan_jax.federated import WEIGHTINGS
+from fedgan_jax.federated import SCHEDULES, WEIGHTINGS
 from fedgan_jax.partition import Roles
 from fedgan_jax.protocols import PROTOCOLS
 
@@ -31,8 +31,10 @@ def _int(config, field: str, low: int, high: int | None = None) -> int:
     value = _get(config, field)
     if isinstance(value, bool) or not isinstance(value, int):
         _fail(field, value, "must be an integer")
-    if value < low or (high is not None and value > high):
-        _fail(field, value, f"must be an integer in [{low}, {high if high is not None else 'inf'}]")
+    if high is None and value < low:
+        _fail(field, value, f"must be an integer >= {low}")
+    if high is not None and not low <= value <= high:
+        _fail(field, value, f"must be an integer in [{low}, {high}]")
     return value
 
 
@@ -117,6 +119,8 @@ def validate(config, *, label_counts: Iterable[int] | None = None) -> None:
     rounds = _int(config, "fl.rounds", 1)
     _int(config, "fl.local_epochs", 1)
     _float(config, "fl.learning_rate", 0.0, open_low=True)
+    _choice(config, "fl.lr_schedule", SCHEDULES)
+    _float(config, "fl.lr_final_fraction", 0.0, 1.0)
     _int(config, "fl.batch_size", 1)
     _float(config, "fl.client_fraction", 0.0, 1.0, open_low=True)
     _choice(config, "fl.weighting", WEIGHTINGS)

@@ -41,12 +41,37 @@ WEIGHTINGS = ("examples", "uniform")
 
 
 def make_client_update(
-    apply_fn: training.ApplyFn, *, local_epochs: int, batch_size: int, learning_rate: float
+    apply_fn: training.ApplyFn, *, local_epochs: int, batch_size: int
 ) -> Callable:
-    """``client_update(params, x, y, count, key) -> (params, metrics)``: paper Eq. 2."""
-    return training.make_trainer(
-        apply_fn, optax.sgd(learning_rate), epochs=local_epochs, batch_size=batch_size
-    )
+    """``client_update(params, x, y, count, key, learning_rate) -> (params, metrics)``.
+
+    Paper Eq. 2. The learning rate is an argument (a traced scalar), so a schedule over
+    rounds never recompiles the round.
+    """
+
+    def client_update(params, x, y, count, key, learning_rate):
+        train = training.make_trainer(
+            apply_fn, optax.sgd(learning_rate), epochs=local_epochs, batch_size=batch_size
+        )
+        return train(params, x, y, count, key)
+
+    return client_update
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate_at(
+    t: int, *, base: float, rounds: int, schedule: str = "constant", final_fraction: float = 0.0
+) -> float:
+    """The clients' learning rate in round t (1-based): constant, or cosine-decayed from
+    `base` to ``base * final_fraction`` over the rounds (the paper gives an *initial*
+    learning rate, Sec. V-B)."""
+    if schedule == "constant":
+        return base
+    if schedule == "cosine":
+        return float(optax.cosine_decay_schedule(base, rounds, alpha=final_fraction)(t - 1))
+    raise ValueError(f"fl.lr_schedule={schedule!r}: allowed {SCHEDULES}")
 
 
 def fedavg(global_params: Params, client_params: Params, weights: jax.Array) -> Params:
@@ -90,7 +115,7 @@ def make_round(
     weighting: str = "examples",
     mesh: Mesh | None = None,
 ) -> Callable:
-    """Returns ``round_fn(global_params, clients, key) -> (global_params, metrics)``.
+    """Returns ``round_fn(global_params, clients, key, learning_rate) -> (params, metrics)``.
 
     `clients` is `ClientData` of ``num_clients`` clients. ``clients_per_round`` below
     ``num_clients`` samples that many distinct clients per round (seeded by `key`).
@@ -103,10 +128,12 @@ def make_round(
     shards = 1 if mesh is None else mesh.shape[CLIENT_AXIS]
     slots = -(-m // shards) * shards  # selected clients, padded to the mesh
 
-    def local(global_params, x, y, counts, keys):
+    def local(global_params, x, y, counts, keys, learning_rate):
         """Trains these clients; returns their weighted update sum and weight sum."""
         new_params, metrics = map_clients(
-            lambda *a: client_update(global_params, *a), (x, y, counts, keys), client_chunk
+            lambda *a: client_update(global_params, *a, learning_rate),
+            (x, y, counts, keys),
+            client_chunk,
         )
         w = client_weights(counts, weighting)
         update_sum = jax.tree.map(
@@ -117,18 +144,20 @@ def make_round(
     if mesh is not None:
         inner = local
 
-        def local(global_params, x, y, counts, keys):
-            update_sum, weight_sum, metrics = inner(global_params, x, y, counts, keys)
+        def local(global_params, x, y, counts, keys, learning_rate):
+            update_sum, weight_sum, metrics = inner(
+                global_params, x, y, counts, keys, learning_rate
+            )
             return lax.psum(update_sum, CLIENT_AXIS), lax.psum(weight_sum, CLIENT_AXIS), metrics
 
         local = jax.shard_map(
             local,
             mesh=mesh,
-            in_specs=(P(), P(CLIENT_AXIS), P(CLIENT_AXIS), P(CLIENT_AXIS), P(CLIENT_AXIS)),
+            in_specs=(P(), P(CLIENT_AXIS), P(CLIENT_AXIS), P(CLIENT_AXIS), P(CLIENT_AXIS), P()),
             out_specs=(P(), P(), P(CLIENT_AXIS)),
         )
 
-    def round_fn(global_params, clients: ClientData, key):
+    def round_fn(global_params, clients: ClientData, key, learning_rate):
         select_key, train_key = jax.random.split(key)
         if m < num_clients:
             chosen = jnp.sort(jax.random.permutation(select_key, num_clients)[:m])
@@ -141,7 +170,7 @@ def make_round(
             x, y = clients.x[idx], clients.y[idx]
             counts = jnp.where(jnp.arange(slots) < m, clients.counts[idx], 0)
         keys = jax.vmap(jax.random.fold_in, (None, 0))(train_key, idx)
-        update_sum, weight_sum, metrics = local(global_params, x, y, counts, keys)
+        update_sum, weight_sum, metrics = local(global_params, x, y, counts, keys, learning_rate)
         new_global = jax.tree.map(
             lambda g, u: g + (u / weight_sum).astype(g.dtype), global_params, update_sum
         )

@@ -49,7 +49,7 @@ MODE_DEFAULTS: dict[str, dict[str, float]] = {
     "paper": {"ce": 1.0},
     "dafl": {"ce": 1.0, "entropy": 5.0, "activation": 0.1},
     "adversarial": {"ce": 1.0, "disagreement": 1.0},
-    "prior": {"ce": 1.0, "realism": 1.0, "diversity": 1.0},
+    "prior": {"ce": 1.0, "realism": 0.3, "diversity": 1.0},
 }
 
 

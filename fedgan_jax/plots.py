@@ -4,6 +4,7 @@
 * `reconstructions`: generated samples per class at several rounds beside real ones (Fig. 4).
 * `roc_curves`: every attack, linear and log-log axes, per protocol (Figs. 7-8).
 * `tp_fn_bars`: TP / FN (and FP) per attack, per protocol (Fig. 6).
+* Sweeps: `tp_fn_by_k` (Fig. 6 over k) and `roc_by_k` (Figs. 7-8 over k).
 """
 
 from __future__ import annotations
@@ -139,4 +140,93 @@ def tp_fn_bars(
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title)
     io.save_figure(fig, path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def tp_fn_by_k(
+    path: str,
+    results: Mapping[str, Mapping[str, Mapping[int, Sequence[Mapping]]]],
+    title="Inference outcomes by victim label count k (paper Fig. 6)",
+) -> None:
+    """`results[attack][protocol][k]` = per-seed metric dicts; mean bars, std error bars."""
+    attacks = list(results)
+    protocols = list(next(iter(results.values())))
+    fig, axes = plt.subplots(
+        len(protocols),
+        len(attacks),
+        figsize=(3.6 * len(attacks), 3.3 * len(protocols)),
+        squeeze=False,
+    )
+    width = 0.27
+    for row, protocol in zip(axes, protocols, strict=True):
+        for ax, attack in zip(row, attacks, strict=True):
+            per_k = results[attack][protocol]
+            ks = [k for k in per_k if per_k[k]]
+            x = np.arange(len(ks))
+            for i, (key, color) in enumerate(
+                (("tp", "tab:green"), ("fn", "tab:orange"), ("fp", "tab:red"))
+            ):
+                values = [np.array([m[key] for m in per_k[k]], float) for k in ks]
+                ax.bar(
+                    x + (i - 1) * width,
+                    [v.mean() for v in values],
+                    width,
+                    yerr=[v.std() for v in values],
+                    color=color,
+                    label=key.upper(),
+                    capsize=2,
+                )
+            ax.set_xticks(x, [f"k={k}" for k in ks])
+            ax.set_title(f"{_style(attack)['label']}, {protocol}", fontsize=9)
+            ax.grid(axis="y", alpha=0.3)
+        row[0].set_ylabel("records (mean over seeds)")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    io.save_figure(fig, path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def roc_by_k(
+    path: str,
+    curves: Mapping[str, Mapping[str, Mapping[int, tuple]]],
+    title="ROC by victim label count k, seeds pooled (paper Figs. 7-8)",
+) -> None:
+    """`curves[protocol][attack][k] = (is_member, scores)`: rows protocol x (linear, log)."""
+    protocols = list(curves)
+    attacks = list(next(iter(curves.values())))
+    fig, axes = plt.subplots(
+        2 * len(protocols),
+        len(attacks),
+        figsize=(3.6 * len(attacks), 3.4 * 2 * len(protocols)),
+        squeeze=False,
+    )
+    colors = plt.get_cmap("viridis")
+    for p_i, protocol in enumerate(protocols):
+        for a_i, attack in enumerate(attacks):
+            per_k = curves[protocol][attack]
+            for k_i, (k, (truth, scores)) in enumerate(sorted(per_k.items())):
+                fpr, tpr, _ = metrics.roc_curve(truth, scores)
+                color = colors(k_i / max(len(per_k) - 1, 1))
+                label = f"k={k} (AUC {metrics.auc(fpr, tpr):.3f})"
+                floor = 0.5 / max(int((~np.asarray(truth, bool)).sum()), 1)
+                axes[2 * p_i, a_i].plot(fpr, tpr, color=color, label=label)
+                axes[2 * p_i + 1, a_i].plot(
+                    np.maximum(fpr, floor), np.maximum(tpr, floor), color=color
+                )
+            for scale, ax in zip(("linear", "log"), axes[2 * p_i : 2 * p_i + 2, a_i], strict=True):
+                ax.plot([0, 1], [0, 1], color="gray", ls=":", lw=1)
+                ax.set(xscale=scale, yscale=scale)
+                if scale == "log":
+                    ax.set(xlim=(1e-3, 1), ylim=(1e-3, 1.05))
+                ax.set_title(f"{_style(attack)['label']}, {protocol} ({scale})", fontsize=9)
+                ax.grid(alpha=0.3)
+            axes[2 * p_i, a_i].legend(fontsize=7, loc="lower right")
+    for ax in axes[-1]:
+        ax.set_xlabel("false positive rate")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("true positive rate")
+    fig.suptitle(title)
+    fig.tight_layout()
+    io.save_figure(fig, path, dpi=100, bbox_inches="tight")
     plt.close(fig)

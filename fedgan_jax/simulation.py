@@ -152,7 +152,6 @@ class Engine:
             apply_fn,
             local_epochs=fl.local_epochs,
             batch_size=fl.batch_size,
-            learning_rate=fl.learning_rate,
         )
         round_fn = federated.make_round(
             client_update,
@@ -197,8 +196,8 @@ class Engine:
         def init(run_key):
             return models.init_params(self.classifier, key_of(run_key, "init"), shapes)
 
-        def fl_round(params, clients, run_key, t):
-            return round_fn(params, clients, key_of(run_key, "fl", t))
+        def fl_round(params, clients, run_key, t, learning_rate):
+            return round_fn(params, clients, key_of(run_key, "fl", t), learning_rate)
 
         def evaluate(params, x, y):
             return training.evaluate(apply_fn, params, x, y, eval_bs)
@@ -231,7 +230,7 @@ class Engine:
 
         jit = self._over_runs
         self.init = jit(init)
-        self.round = jit(fl_round, (0, 0, 0, None))
+        self.round = jit(fl_round, (0, 0, 0, None, None))
         self.evaluate = jit(evaluate, (0, None, None))
         self.gan_init = jit(gan_init)
         self.gan_update = jit(gan_update, (0, 0, 0, 0, None, 0))
@@ -341,7 +340,14 @@ def federate(
     runs = setup.runs
     for t in range(int(state["round"]) + 1, config.fl.rounds + 1):
         tic = time.perf_counter()
-        params, round_metrics = engine.round(state["params"], clients, keys, t)
+        lr = federated.learning_rate_at(
+            t,
+            base=config.fl.learning_rate,
+            rounds=config.fl.rounds,
+            schedule=config.fl.lr_schedule,
+            final_fraction=config.fl.lr_final_fraction,
+        )
+        params, round_metrics = engine.round(state["params"], clients, keys, t, np.float32(lr))
         evals = engine.fetch(engine.evaluate(params, *test))
         round_metrics = engine.fetch(round_metrics)
         _check_finite(

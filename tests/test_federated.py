@@ -53,10 +53,11 @@ def test_fedavg_ignores_zero_weight_clients():
     np.testing.assert_allclose(out["w"], [1.0, 1.0, 1.0])
 
 
-def _client_update(epochs=2, batch=4, lr=0.5):
-    return federated.make_client_update(
-        linear_apply, local_epochs=epochs, batch_size=batch, learning_rate=lr
-    )
+LR = 0.5
+
+
+def _client_update(epochs=2, batch=4):
+    return federated.make_client_update(linear_apply, local_epochs=epochs, batch_size=batch)
 
 
 def test_client_update_lowers_the_loss():
@@ -70,7 +71,7 @@ def test_client_update_lowers_the_loss():
             linear_apply(p, data.x[0]), data.y[0], jnp.ones(20, bool)
         )
 
-    new, metrics = update(params, data.x[0], data.y[0], data.counts[0], jax.random.key(2))
+    new, metrics = update(params, data.x[0], data.y[0], data.counts[0], jax.random.key(2), LR)
     assert float(loss(new)) < 0.8 * float(loss(params))
     assert bool(metrics["finite"])
     assert int(metrics["steps"]) == 5 * 5  # 20 records / batch 4 = 5 steps, 5 epochs
@@ -82,8 +83,8 @@ def test_padding_content_changes_nothing():
     update = jax.jit(_client_update())
     zeros = make_clients(jax.random.key(0), [7], 12, pad_value=0.0)
     garbage = make_clients(jax.random.key(0), [7], 12, pad_value=1e6)
-    a, _ = update(params, zeros.x[0], zeros.y[0], zeros.counts[0], jax.random.key(3))
-    b, _ = update(params, garbage.x[0], garbage.y[0], garbage.counts[0], jax.random.key(3))
+    a, _ = update(params, zeros.x[0], zeros.y[0], zeros.counts[0], jax.random.key(3), LR)
+    b, _ = update(params, garbage.x[0], garbage.y[0], garbage.counts[0], jax.random.key(3), LR)
     chex.assert_trees_all_close(a, b, rtol=0, atol=0)
 
 
@@ -92,7 +93,7 @@ def test_empty_steps_are_skipped():
     params = linear_params(jax.random.key(1))
     data = make_clients(jax.random.key(0), [5], 16)
     _, metrics = jax.jit(_client_update(epochs=3))(
-        params, data.x[0], data.y[0], data.counts[0], jax.random.key(3)
+        params, data.x[0], data.y[0], data.counts[0], jax.random.key(3), LR
     )
     assert int(metrics["steps"]) == 6
 
@@ -103,7 +104,7 @@ def _reference_round(update, params, clients, key, chosen, weights):
     results = []
     for c in chosen:
         k = jax.random.fold_in(train_key, c)
-        new, _ = update(params, clients.x[c], clients.y[c], clients.counts[c], k)
+        new, _ = update(params, clients.x[c], clients.y[c], clients.counts[c], k, LR)
         results.append(new)
     stacked = jax.tree.map(lambda *a: jnp.stack(a), *results)
     return federated.fedavg(params, stacked, jnp.asarray(weights, jnp.float32))
@@ -120,7 +121,7 @@ def test_round_equals_clients_one_by_one(chunk, weighting):
         federated.make_round(update, num_clients=4, client_chunk=chunk, weighting=weighting)
     )
     key = jax.random.key(7)
-    new, metrics = round_fn(params, clients, key)
+    new, metrics = round_fn(params, clients, key, LR)
     weights = counts if weighting == "examples" else [1, 1, 1, 1]
     expected = _reference_round(jax.jit(update), params, clients, key, range(4), weights)
     chex.assert_trees_all_close(new, expected, rtol=1e-5, atol=1e-6)
@@ -135,7 +136,7 @@ def test_partial_participation_uses_only_the_chosen_clients():
     update = _client_update()
     round_fn = jax.jit(federated.make_round(update, num_clients=5, clients_per_round=2))
     key = jax.random.key(3)
-    new, metrics = round_fn(params, clients, key)
+    new, metrics = round_fn(params, clients, key, LR)
     chosen = np.asarray(metrics["client"])
     assert len(chosen) == 2 and len(set(chosen.tolist())) == 2
     expected = _reference_round(jax.jit(update), params, clients, key, chosen, [8, 8])
@@ -143,12 +144,12 @@ def test_partial_participation_uses_only_the_chosen_clients():
     # Another client's data does not matter this round.
     other = int(np.setdiff1d(np.arange(5), chosen)[0])
     x = clients.x.at[other].set(100.0)
-    new2, _ = round_fn(params, clients.replace(x=x), key)
+    new2, _ = round_fn(params, clients.replace(x=x), key, LR)
     chex.assert_trees_all_close(new, new2, rtol=0, atol=0)
     # The selection is seeded by the round key: over rounds every client takes part.
     seen = set()
     for t in range(20):
-        _, m = round_fn(params, clients, jax.random.fold_in(key, t))
+        _, m = round_fn(params, clients, jax.random.fold_in(key, t), LR)
         seen.update(np.asarray(m["client"]).tolist())
     assert seen == set(range(5))
 
@@ -158,11 +159,11 @@ def test_round_compiles_once_across_rounds():
     params = linear_params(jax.random.key(1))
     round_fn = federated.make_round(_client_update(), num_clients=3)
     traced = jax.jit(chex.assert_max_traces(round_fn, n=1))
-    for t in range(4):
-        params, _ = traced(params, clients, jax.random.key(t))
+    for t in range(4):  # a new key and learning rate every round: no retrace
+        params, _ = traced(params, clients, jax.random.key(t), np.float32(0.5 / (t + 1)))
     # A new label deal with the same shapes reuses the compiled round as well.
     other = make_clients(jax.random.key(9), [8, 2, 5], 8)
-    traced(params, other, jax.random.key(99))
+    traced(params, other, jax.random.key(99), np.float32(0.1))
 
 
 def test_round_with_cnn_and_sgd_matches_optax_sgd_step():
@@ -177,10 +178,22 @@ def test_round_with_cnn_and_sgd_matches_optax_sgd_step():
 
     x = jax.random.normal(jax.random.key(1), (8, 28, 28, 1))
     y = jnp.arange(8) % 10
-    update = federated.make_client_update(apply, local_epochs=1, batch_size=8, learning_rate=0.1)
-    new, _ = jax.jit(update)(params, x, y, jnp.int32(8), jax.random.key(2))
+    update = federated.make_client_update(apply, local_epochs=1, batch_size=8)
+    new, _ = jax.jit(update)(params, x, y, jnp.int32(8), jax.random.key(2), 0.1)
     grads = jax.grad(
         lambda p: optax.softmax_cross_entropy_with_integer_labels(apply(p, x), y).mean()
     )(params)
     expected = jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
     chex.assert_trees_all_close(new, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_learning_rate_schedules():
+    lr = federated.learning_rate_at
+    assert lr(7, base=0.1, rounds=10) == 0.1
+    assert lr(1, base=0.1, rounds=10, schedule="cosine") == pytest.approx(0.1)
+    # halfway (t - 1 = 5 of 10): 0.5 * (1 + cos(pi / 2)) = 0.5 of the way to the floor
+    assert lr(6, base=0.1, rounds=10, schedule="cosine", final_fraction=0.2) == pytest.approx(
+        0.02 + 0.5 * 0.08
+    )
+    with pytest.raises(ValueError, match="lr_schedule"):
+        lr(1, base=0.1, rounds=10, schedule="step")

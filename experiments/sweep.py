@@ -1,0 +1,38 @@
+"""Sweeps the victim's label count k and seeds in one launch (paper Figs. 6-8).
+
+    python experiments/sweep.py --config=configs/demo.py --workdir=runs/sweep
+    python experiments/sweep.py --config=configs/demo.py --workdir=runs/sweep \
+        --config.sweep.label_counts='(1,2,3,5)' --config.sweep.seeds='(0,1)' \
+        --config.sweep.batched=True
+
+Finished runs are kept and an interrupted one resumes: launching the same command again
+continues where it stopped. Writes summary.csv, summary.md and the figures (see README).
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from experiments import launch  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the sweep.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from fedgan_jax.sweep import run_sweep
+
+    summary = launch.guarded(lambda: run_sweep(_CONFIG.value, _WORKDIR.value))
+    print(open(os.path.join(_WORKDIR.value, "summary.md")).read())
+    print(f"{len(summary['rows'])} rows; outputs in {_WORKDIR.value}")
+
+
+if __name__ == "__main__":
+    app.run(main)
