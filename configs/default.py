@@ -91,6 +91,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.sweep = ml_collections.ConfigDict()
     c.sweep.label_counts = (1, 2, 3, 5)  # victim k values (paper Fig. 6-8)
     c.sweep.seeds = (0, 1)
+    c.sweep.gan_modes = ()  # generator modes to compare (): just gan.mode
     c.sweep.batched = False  # True: runs as one vmapped computation (R x memory)
     c.sweep.runs_per_batch = 0  # batched: runs per vmapped batch (0: all)
     return c

@@ -21,15 +21,8 @@ import orbax.checkpoint as ocp
 from fedgan_jax import config_lib, io
 from fedgan_jax.errors import WorkdirError
 
-# Fields that do not change a run's numbers: resuming with other values is allowed.
-RESUMABLE_FIELDS = (
-    "checkpoint.every",
-    "checkpoint.keep",
-    "sweep.label_counts",
-    "sweep.seeds",
-    "sweep.batched",
-    "sweep.runs_per_batch",
-)
+# Config sections that do not change a run's numbers: resuming with other values is allowed.
+RESUMABLE_FIELDS = ("checkpoint", "sweep")
 CONFIG_FILE = "config.json"
 
 

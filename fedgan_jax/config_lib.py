@@ -183,6 +183,8 @@ def validate(config, *, label_counts: Iterable[int] | None = None) -> None:
         if isinstance(k, bool) or not isinstance(k, int):
             _fail("sweep.label_counts", tuple(config.sweep.label_counts), "must be integers")
     _int(config, "sweep.runs_per_batch", 0)
+    if tuple(config.sweep.gan_modes):
+        _subset(config, "sweep.gan_modes", gan.MODES)
 
 
 def to_dict(config) -> dict:

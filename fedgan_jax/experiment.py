@@ -53,11 +53,13 @@ def load_data(config) -> data.Dataset:
 
 
 def run_config(config, run: RunSpec):
-    """The config of one run of a sweep: its seed and victim label count filled in."""
+    """The config of one run of a sweep: its seed, victim label count and mode filled in."""
     c = config.copy_and_resolve_references()
     with c.unlocked():
         c.seed = run.seed
         c.fl.victim_num_labels = run.victim_num_labels
+        if run.gan_mode:
+            c.gan.mode = run.gan_mode
     return c
 
 
@@ -126,10 +128,11 @@ def run_batch(
         t = int(state["round"])
         acc = state["history"]["accuracy"][:, t - 1]
         started = state["gan_start"]
+        off = int((started == 0).sum())
+        generator = "on" if not off else ("off" if len(started) == 1 else f"off in {off} runs")
         line = (
             f"round {t}/{config.fl.rounds}: main-task accuracy "
-            f"{np.array2string(acc, precision=4)}, generator "
-            f"{'on' if (started > 0).all() else f'off in {(started == 0).sum()} run(s)'}, "
+            f"{np.array2string(acc, precision=4)}, generator {generator}, "
             f"{state['round_seconds']:.2f}s"
         )
         if progress:
@@ -142,12 +145,21 @@ def run_batch(
 
     test = (jnp.asarray(dataset.test_x), jnp.asarray(dataset.test_y))
     federation_tic = time.perf_counter()
-    state = federate(
-        engine, setup, state, clients=clients, view=view, keys=keys, test=test, on_round=on_round
-    )
-    bar.close()
-    ckpt.maybe_save(state)  # the last round, if `every` skipped it
-    ckpt.close()
+    try:  # on an error, the bar and the checkpointer close before the message is printed
+        state = federate(
+            engine,
+            setup,
+            state,
+            clients=clients,
+            view=view,
+            keys=keys,
+            test=test,
+            on_round=on_round,
+        )
+        ckpt.maybe_save(state)  # the last round, if `every` skipped it
+    finally:
+        bar.close()
+        ckpt.close()
     federation_seconds = time.perf_counter() - federation_tic
     attack_tic = time.perf_counter()
     out = attack_phase(engine, setup, state, view=view, keys=keys)
@@ -234,7 +246,11 @@ def write_run(
             "generated": int(len(dgen.y)),
             "kept": n,
             "kept_per_class": np.bincount(dgen.y[:n], minlength=ds.num_classes).tolist(),
+            "diversity": class_diversity(dgen.x[:n], dgen.y[:n], ds.num_classes),
+            "real_diversity": class_diversity(ds.test_x, ds.test_y, ds.num_classes),
         }
+        grid = _per_class_grid(dgen.x, dgen.target, ds.num_classes, config.gan.figure_per_class)
+        io.write_npz(os.path.join(workdir, "samples.npz"), {"d_gen": grid})
     io.write_csv(
         os.path.join(workdir, "metrics.csv"),
         [
@@ -299,6 +315,20 @@ def _figures(
         panels.append((f"round {config.fl.rounds} (D_gen)", final))
         panels.append(("real", _per_class_grid(ds.test_x, ds.test_y, ds.num_classes, per_class)))
         plots.reconstructions(os.path.join(workdir, "reconstructions.png"), panels)
+
+
+def class_diversity(x: np.ndarray, y: np.ndarray, num_classes: int, most: int = 100) -> float:
+    """Mean pairwise L2 distance between same-class images (first `most` per class),
+    averaged over the classes with two or more: 0 for a collapsed generator."""
+    values = []
+    for c in range(num_classes):
+        v = np.asarray(x[y == c][:most], np.float64).reshape(-1, int(np.prod(x.shape[1:])))
+        if len(v) < 2:
+            continue
+        sq = (v**2).sum(1)
+        d2 = np.maximum(sq[:, None] + sq[None] - 2 * v @ v.T, 0.0)
+        values.append(np.sqrt(d2)[np.triu_indices(len(v), 1)].mean())
+    return float(np.mean(values)) if values else None
 
 
 def _per_class_grid(x: np.ndarray, y: np.ndarray, num_classes: int, n: int) -> np.ndarray:

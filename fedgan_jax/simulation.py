@@ -51,10 +51,12 @@ class RunSpec:
 
     seed: int
     victim_num_labels: int
+    gan_mode: str | None = None  # None: the config's gan.mode
 
     @property
     def name(self) -> str:
-        return f"k{self.victim_num_labels}_seed{self.seed}"
+        prefix = f"{self.gan_mode}_" if self.gan_mode else ""
+        return f"{prefix}k{self.victim_num_labels}_seed{self.seed}"
 
 
 def run_of(config) -> RunSpec:

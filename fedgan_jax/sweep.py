@@ -48,7 +48,13 @@ SUMMARY_METRICS = (
 
 
 def sweep_runs(config) -> list[RunSpec]:
-    return [RunSpec(int(s), int(k)) for k in config.sweep.label_counts for s in config.sweep.seeds]
+    modes = tuple(config.sweep.gan_modes) or (None,)
+    return [
+        RunSpec(int(s), int(k), mode)
+        for mode in modes
+        for k in config.sweep.label_counts
+        for s in config.sweep.seeds
+    ]
 
 
 def run_dir(workdir: str, run: RunSpec) -> str:
@@ -76,24 +82,40 @@ def run_sweep(config, workdir: str, *, progress: bool = True) -> dict[str, Any]:
     logging.info(
         "sweep: %d runs, %d finished, capacity %d", len(runs), len(runs) - len(todo), capacity
     )
-    if todo and config.sweep.batched:
+    for mode in dict.fromkeys(r.gan_mode for r in todo):  # one engine per generator mode
+        mode_config = config if mode is None else run_config(config, RunSpec(0, 1, mode))
+        _run_mode(
+            mode_config,
+            dataset,
+            [r for r in todo if r.gan_mode == mode],
+            workdir,
+            capacity,
+            progress,
+        )
+    results = {r: io.read_json(os.path.join(run_dir(workdir, r), "results.json")) for r in runs}
+    return summarize(config, workdir, runs, results)
+
+
+def _run_mode(config, dataset, todo, workdir, capacity, progress) -> None:
+    if config.sweep.batched:
         size = config.sweep.runs_per_batch or len(todo)
         engines: dict[int, Engine] = {}
         for start in range(0, len(todo), size):
             batch = todo[start : start + size]
-            engine = engines.setdefault(len(batch), Engine(config, dataset, len(batch)))
+            if len(batch) not in engines:
+                engines[len(batch)] = Engine(config, dataset, len(batch))
             tag = hashlib.sha256(" ".join(r.name for r in batch).encode()).hexdigest()[:10]
             run_batch(
                 config,
                 dataset,
                 batch,
                 [run_dir(workdir, r) for r in batch],
-                engine=engine,
+                engine=engines[len(batch)],
                 capacity=capacity,
                 progress=progress,
                 checkpoint_dir=os.path.join(workdir, "batches", tag, "checkpoints"),
             )
-    elif todo:
+    else:
         engine = Engine(config, dataset, 1)
         for run in todo:
             folder = run_dir(workdir, run)
@@ -107,50 +129,88 @@ def run_sweep(config, workdir: str, *, progress: bool = True) -> dict[str, Any]:
                 checkpoint_dir=os.path.join(folder, "checkpoints"),
                 progress=progress,
             )
-    results = {r: io.read_json(os.path.join(run_dir(workdir, r), "results.json")) for r in runs}
-    return summarize(config, workdir, runs, results)
+
+
+def _mean_std(values) -> tuple[float | None, float | None]:
+    v = np.array([x for x in values if x is not None], np.float64)
+    return (v.mean() if len(v) else None), (v.std(ddof=1) if len(v) > 1 else None)
 
 
 def summarize(config, workdir: str, runs: Sequence[RunSpec], results: dict) -> dict[str, Any]:
-    """Writes summary.csv / summary.md and the sweep figures; returns the summary rows."""
+    """Writes summary.csv / summary.md and the sweep figures; returns the summary rows.
+
+    Rows: every (generator mode, attack, protocol, k) with mean and standard deviation over
+    the seeds; `accuracy` rows: every (mode, k) with the main-task, attack-classifier and
+    oracle accuracies, D_gen's diversity and the wall time.
+    """
     ks = sorted({r.victim_num_labels for r in runs})
+    modes = list(dict.fromkeys(r.gan_mode or config.gan.mode for r in runs))
     attacks = list(config.attack.attacks)
     protocols = list(config.attack.protocols)
-    rows = []
-    for attack in attacks:
-        for protocol in protocols:
-            for k in ks:
-                per_seed = [
-                    results[r]["attacks"].get(attack) for r in runs if r.victim_num_labels == k
-                ]
-                per_seed = [m[protocol] for m in per_seed if m]
-                row = {"attack": attack, "protocol": protocol, "k": k, "seeds": len(per_seed)}
-                for name in SUMMARY_METRICS:
-                    values = np.array(
-                        [m[name] for m in per_seed if m.get(name) is not None], np.float64
-                    )
-                    row[f"{name}_mean"] = values.mean() if len(values) else None
-                    row[f"{name}_std"] = values.std(ddof=1) if len(values) > 1 else None
-                rows.append(row)
-    accuracy_rows = []
-    for k in ks:
-        mine = [results[r] for r in runs if r.victim_num_labels == k]
-        row = {"k": k, "seeds": len(mine)}
-        for key in (
-            "final_main_task_accuracy",
-            "global_model_accuracy",
-            "attack_model_accuracy",
-            "oracle_model_accuracy",
-        ):
-            values = np.array([m[key] for m in mine if m.get(key) is not None], np.float64)
-            row[f"{key}_mean"] = values.mean() if len(values) else None
-            row[f"{key}_std"] = values.std(ddof=1) if len(values) > 1 else None
-        accuracy_rows.append(row)
-    header = list(rows[0])
-    io.write_csv(os.path.join(workdir, "summary.csv"), header, [list(r.values()) for r in rows])
+
+    def group(mode, k):
+        return [
+            results[r]
+            for r in runs
+            if (r.gan_mode or config.gan.mode) == mode and r.victim_num_labels == k
+        ]
+
+    rows, accuracy_rows = [], []
+    for mode in modes:
+        for attack in attacks:
+            for protocol in protocols:
+                for k in ks:
+                    per_seed = [
+                        m["attacks"][attack][protocol]
+                        for m in group(mode, k)
+                        if m["attacks"].get(attack)
+                    ]
+                    row = {
+                        "gan_mode": mode,
+                        "attack": attack,
+                        "protocol": protocol,
+                        "k": k,
+                        "seeds": len(per_seed),
+                    }
+                    for name in SUMMARY_METRICS:
+                        row[f"{name}_mean"], row[f"{name}_std"] = _mean_std(
+                            m.get(name) for m in per_seed
+                        )
+                    rows.append(row)
+        for k in ks:
+            mine = group(mode, k)
+            row = {"gan_mode": mode, "k": k, "seeds": len(mine)}
+            for key in ACCURACY_FIELDS:
+                row[f"{key}_mean"], row[f"{key}_std"] = _mean_std(m.get(key) for m in mine)
+            row["d_gen_diversity_mean"], row["d_gen_diversity_std"] = _mean_std(
+                (m.get("d_gen") or {}).get("diversity") for m in mine
+            )
+            row["real_diversity"] = _mean_std(
+                (m.get("d_gen") or {}).get("real_diversity") for m in mine
+            )[0]
+            row["wall_seconds_mean"], row["wall_seconds_std"] = _mean_std(
+                m.get("wall_seconds") for m in mine
+            )
+            accuracy_rows.append(row)
+    io.write_csv(
+        os.path.join(workdir, "summary.csv"), list(rows[0]), [list(r.values()) for r in rows]
+    )
+    io.write_csv(
+        os.path.join(workdir, "accuracy.csv"),
+        list(accuracy_rows[0]),
+        [list(r.values()) for r in accuracy_rows],
+    )
     io.write_text(os.path.join(workdir, "summary.md"), _markdown(rows, accuracy_rows))
-    _figures(workdir, runs, results, attacks, protocols, ks)
+    _figures(config, workdir, runs, results, attacks, protocols, ks, modes)
     return {"rows": rows, "accuracy": accuracy_rows}
+
+
+ACCURACY_FIELDS = (
+    "final_main_task_accuracy",
+    "global_model_accuracy",
+    "attack_model_accuracy",
+    "oracle_model_accuracy",
+)
 
 
 def _fmt(mean, std, digits=3) -> str:
@@ -161,9 +221,9 @@ def _fmt(mean, std, digits=3) -> str:
 
 def _markdown(rows, accuracy_rows) -> str:
     lines = [
-        "| attack | protocol | k | seeds | TPR (paper's accuracy) | FPR | AUC | "
+        "| gan mode | attack | protocol | k | seeds | TPR (paper's accuracy) | FPR | AUC | "
         "TPR@1%FPR | TPR@0.1%FPR | balanced acc. | TP | FN | FP |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         cells = [
@@ -179,28 +239,66 @@ def _markdown(rows, accuracy_rows) -> str:
         ]
         cells += [_fmt(r[f"{m}_mean"], r[f"{m}_std"], 1) for m in ("tp", "fn", "fp")]
         lines.append(
-            f"| {r['attack']} | {r['protocol']} | {r['k']} | {r['seeds']} | "
-            + " | ".join(cells)
-            + " |"
+            f"| {r['gan_mode']} | {r['attack']} | {r['protocol']} | {r['k']} | "
+            f"{r['seeds']} | " + " | ".join(cells) + " |"
         )
     lines += [
         "",
-        "| k | seeds | main-task acc. | attack classifier acc. (gan) | oracle acc. |",
-        "|---|---|---|---|---|",
+        "| gan mode | k | seeds | main-task acc. | attack classifier acc. (gan) | "
+        "ratio to global | oracle acc. | D_gen diversity (real) | wall s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in accuracy_rows:
+        attack_acc, global_acc = r["attack_model_accuracy_mean"], r["global_model_accuracy_mean"]
+        ratio = f"{attack_acc / global_acc:.3f}" if attack_acc and global_acc else "n/a"
+        real = f"{r['real_diversity']:.2f}" if r["real_diversity"] is not None else "n/a"
         lines.append(
-            f"| {r['k']} | {r['seeds']} | "
+            f"| {r['gan_mode']} | {r['k']} | {r['seeds']} | "
             f"{_fmt(r['final_main_task_accuracy_mean'], r['final_main_task_accuracy_std'])} | "
-            f"{_fmt(r['attack_model_accuracy_mean'], r['attack_model_accuracy_std'])} | "
-            f"{_fmt(r['oracle_model_accuracy_mean'], r['oracle_model_accuracy_std'])} |"
+            f"{_fmt(attack_acc, r['attack_model_accuracy_std'])} | {ratio} | "
+            f"{_fmt(r['oracle_model_accuracy_mean'], r['oracle_model_accuracy_std'])} | "
+            f"{_fmt(r['d_gen_diversity_mean'], r['d_gen_diversity_std'], 2)} ({real}) | "
+            f"{_fmt(r['wall_seconds_mean'], r['wall_seconds_std'], 0)} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def _figures(workdir, runs, results, attacks, protocols, ks) -> None:
+def _figures(config, workdir, runs, results, attacks, protocols, ks, modes) -> None:
+    if len(modes) > 1:  # one grid of D_gen per mode (first k, first seed) beside real ones
+        panels = []
+        for mode in modes:
+            first = next(r for r in runs if (r.gan_mode or config.gan.mode) == mode)
+            path = os.path.join(run_dir(workdir, first), "samples.npz")
+            if os.path.exists(path):
+                acc = results[first].get("attack_model_accuracy")
+                caption = f"{mode}" + (f" (attack acc. {acc:.2f})" if acc is not None else "")
+                panels.append((caption, np.load(path)["d_gen"]))
+        if panels:
+            ds = load_data(config)
+            per_class = panels[0][1].shape[1]
+            real = np.full_like(panels[0][1], -1.0)
+            for c in range(real.shape[0]):
+                idx = np.flatnonzero(ds.test_y == c)[:per_class]
+                real[c, : len(idx)] = ds.test_x[idx]
+            plots.reconstructions(
+                os.path.join(workdir, "modes.png"),
+                [*panels, ("real", real)],
+                title="D_gen per generator mode",
+            )
+    for mode in modes:  # by-k figures per generator mode (suffixed when several)
+        mine = [r for r in runs if (r.gan_mode or config.gan.mode) == mode]
+        suffix = f"__{mode}" if len(modes) > 1 else ""
+        _by_k_figures(workdir, suffix, mine, results, attacks, protocols, ks)
+    plots.accuracy_curve(
+        os.path.join(workdir, "accuracy_by_run.png"),
+        {r.name: np.asarray(results[r]["main_task_accuracy"]) for r in runs},
+        title="Main-task accuracy per run",
+    )
+
+
+def _by_k_figures(workdir, suffix, runs, results, attacks, protocols, ks) -> None:
     plots.tp_fn_by_k(
-        os.path.join(workdir, "tp_fn_by_k.png"),
+        os.path.join(workdir, f"tp_fn_by_k{suffix}.png"),
         {
             a: {
                 p: {
@@ -231,9 +329,4 @@ def _figures(workdir, runs, results, attacks, protocols, ks) -> None:
                     scores.append(npz[f"score__{attack}__{protocol}"])
                 if truth:  # seeds pooled into one ROC per k
                     curves[protocol][attack][k] = (np.concatenate(truth), np.concatenate(scores))
-    plots.roc_by_k(os.path.join(workdir, "roc_by_k.png"), curves)
-    plots.accuracy_curve(
-        os.path.join(workdir, "accuracy_by_run.png"),
-        {r.name: np.asarray(results[r]["main_task_accuracy"]) for r in runs},
-        title="Main-task accuracy per run",
-    )
+    plots.roc_by_k(os.path.join(workdir, f"roc_by_k{suffix}.png"), curves)

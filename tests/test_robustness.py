@@ -1,0 +1,244 @@
+"""Runs that survive: kill + resume, determinism, bad inputs, non-finite values."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from fedgan_jax import errors, io
+from fedgan_jax.experiment import train_and_evaluate
+from tests import test_data as files
+from tests.conftest import tiny_config
+from tests.test_run_smoke import ROOT, TINY, run_launcher
+
+VOLATILE = ("wall_seconds", "phase_seconds", "resumed_from_round")
+
+
+def _stable(results: dict) -> dict:
+    """results.json without the fields that legitimately differ between runs."""
+    return {k: v for k, v in results.items() if k not in VOLATILE}
+
+
+def _assert_same_outputs(dir_a, dir_b):
+    a = io.read_json(os.path.join(dir_a, "results.json"))
+    b = io.read_json(os.path.join(dir_b, "results.json"))
+    assert _stable(a) == _stable(b)
+    npz_a = np.load(os.path.join(dir_a, "membership.npz"))
+    npz_b = np.load(os.path.join(dir_b, "membership.npz"))
+    assert sorted(npz_a.files) == sorted(npz_b.files)
+    for name in npz_a.files:
+        np.testing.assert_array_equal(npz_a[name], npz_b[name], err_msg=name)
+    csv_a = open(os.path.join(dir_a, "metrics.csv")).read()
+    assert csv_a == open(os.path.join(dir_b, "metrics.csv")).read()
+
+
+LONGER = ["--config.fl.rounds=6", "--config.gan.figure_rounds=(5,)"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted 6-round run."""
+    workdir = str(tmp_path_factory.mktemp("ref") / "run")
+    run_launcher(workdir, *LONGER)
+    return workdir
+
+
+def test_same_config_and_seed_give_identical_outputs(reference, tmp_path):
+    again = str(tmp_path / "again")
+    run_launcher(again, *LONGER)
+    _assert_same_outputs(reference, again)
+
+
+def test_sigkill_then_resume_ends_like_an_uninterrupted_run(reference, tmp_path):
+    workdir = str(tmp_path / "killed")
+    kill_after = random.Random(time.time_ns()).randint(1, 4)  # a random round
+    cmd = [sys.executable, "experiments/run.py", *TINY, *LONGER, f"--workdir={workdir}"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = os.path.join(workdir, "checkpoints")
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        names = os.listdir(checkpoints) if os.path.isdir(checkpoints) else []
+        steps = [int(d) for d in names if d.isdigit()]
+        if steps and max(steps) >= kill_after:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)  # no cleanup of any kind
+    proc.wait()
+    assert not os.path.exists(os.path.join(workdir, "results.json"))
+    resumed = run_launcher(workdir, *LONGER)
+    result = io.read_json(os.path.join(workdir, "results.json"))
+    assert result["resumed_from_round"] >= kill_after, (kill_after, resumed.stderr[-2000:])
+    _assert_same_outputs(reference, workdir)
+
+
+def test_an_unfinished_checkpoint_is_ignored(reference, tmp_path):
+    """A save cut short leaves only a temporary folder: resume takes the last complete one."""
+    import shutil
+
+    workdir = str(tmp_path / "partial")
+    shutil.copytree(reference, workdir)
+    os.remove(os.path.join(workdir, "results.json"))
+    ckpt = os.path.join(workdir, "checkpoints")
+    last = max(int(d) for d in os.listdir(ckpt) if d.isdigit())
+    # What orbax leaves when killed mid-write: the step's temporary folder, no commit.
+    shutil.copytree(
+        os.path.join(ckpt, str(last)), os.path.join(ckpt, f"{last + 1}.orbax-checkpoint-tmp-1")
+    )
+    with open(os.path.join(ckpt, f"{last + 1}.orbax-checkpoint-tmp-1", "junk"), "w") as f:
+        f.write("half written")
+    run_launcher(workdir, *LONGER)
+    assert io.read_json(os.path.join(workdir, "results.json"))["resumed_from_round"] == last
+    _assert_same_outputs(reference, workdir)
+
+
+def test_a_different_config_in_the_workdir_is_refused(reference, tmp_path):
+    import shutil
+
+    workdir = str(tmp_path / "other")
+    shutil.copytree(reference, workdir)
+    proc = run_launcher(workdir, *LONGER, "--config.fl.learning_rate=0.02", check=False)
+    assert proc.returncode == 2
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: {workdir} holds another experiment")
+    assert "fl.learning_rate: 0.05 there, 0.02 here" in line
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+
+def _files_dir(tmp_path, mutate=None):
+    folder = tmp_path / "files"
+    folder.mkdir()
+    files.write_mnist(str(folder))
+    if mutate:
+        mutate(str(folder))
+    return str(folder)
+
+
+def _truncated(folder):
+    path = os.path.join(folder, files.TRAIN_IMAGES)
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:-100])
+
+
+def _wrong_magic(folder):
+    x = files.mnist_arrays()[0]
+    files.put(folder, files.TRAIN_IMAGES, files.idx_bytes(x, magic=0x00000801))
+
+
+def _label_out_of_range(folder):
+    files.put(folder, files.TEST_LABELS, files.idx_bytes(np.array([9, 12, 6])))
+
+
+def _wrong_size(folder):
+    files.put(folder, files.TEST_IMAGES, files.idx_bytes(np.zeros((3, 27, 27))))
+
+
+# (config overrides, expected message fragment); each must fail before any compute.
+BAD_CONFIGS = [
+    ({"fl.rounds": 0}, "fl.rounds=0: must be an integer >= 1"),
+    ({"fl.rounds": -5}, "fl.rounds=-5: must be an integer >= 1"),
+    ({"fl.local_epochs": 0}, "fl.local_epochs=0: must be an integer >= 1"),
+    ({"fl.learning_rate": 0.0}, "fl.learning_rate=0.0: must lie in (0.0, inf]"),
+    ({"fl.learning_rate": -0.1}, "fl.learning_rate=-0.1: must lie in (0.0, inf]"),
+    ({"gan.learning_rate": float("nan")}, "gan.learning_rate=nan: must be a finite number"),
+    ({"attack.learning_rate": 0.0}, "attack.learning_rate=0.0: must lie in (0.0, inf]"),
+    ({"fl.batch_size": 0}, "fl.batch_size=0: must be an integer >= 1"),
+    ({"attack.batch_size": -1}, "attack.batch_size=-1: must be an integer >= 1"),
+    ({"fl.victim_num_labels": 10}, "fl.victim_num_labels=10: must be an integer in [1, 9]"),
+    ({"fl.victim_num_labels": 0}, "fl.victim_num_labels=0: must be an integer in [1, 9]"),
+    ({"fl.victim_num_labels": 7}, "the other 4 participants would share 3 labels"),
+    ({"data.dataset": "svhn"}, "data.dataset='svhn': allowed: mnist, cifar10"),
+    ({"data.source": "web"}, "data.source='web': allowed: tfds, bundled, files"),
+    ({"data.dataset": "cifar10"}, "data.source='bundled': holds MNIST only"),
+    ({"attack.attacks": ("gan", "shadow")}, "unknown entry 'shadow'"),
+    ({"attack.protocols": ("lenient",)}, "unknown entry 'lenient'"),
+    ({"attack.protocols": ()}, "attack.protocols=(): must name at least one"),
+    ({"gan.mode": "wgan"}, "gan.mode='wgan': allowed: paper, dafl, adversarial, prior"),
+    ({"gan.trigger": "loss"}, "gan.trigger='loss': allowed: accuracy, round"),
+    ({"fl.victim": 0}, "fl.victim=0 equals fl.adversary"),
+    ({"fl.victim": 7}, "fl.victim=7: must be an integer in [0, 4]"),
+    ({"fl.num_participants": 1}, "fl.num_participants=1: must be an integer >= 2"),
+    ({"fl.num_participants": 10}, "the other 9 participants would share 8 labels"),
+    ({"fl.client_fraction": 0.0}, "fl.client_fraction=0.0: must lie in (0.0, 1.0]"),
+    ({"fl.mesh_devices": 4}, "fl.mesh_devices=4: only 1 cpu device(s) are visible"),
+    ({"fl.weighting": "median"}, "fl.weighting='median': allowed: examples, uniform"),
+    (
+        {"data.source": "files", "data.data_dir": "/no/such/dir"},
+        "data.data_dir='/no/such/dir': no such directory",
+    ),
+    ({"data.source": "files"}, "data.data_dir='': data.source=files needs the folder"),
+    ({"gan.channels": 6}, "gan.channels=6: must be a multiple of 4"),
+    ({"gan.figure_rounds": (99,)}, "gan.figure_rounds=(99,): rounds in [1, 3]"),
+    (
+        {"gan.trigger": "round", "gan.trigger_round": 9},
+        "gan.trigger_round=9: must be <= fl.rounds=3",
+    ),
+]
+
+BAD_FILES = [
+    (_truncated, f"{files.TRAIN_IMAGES}: truncated or padded IDX file"),
+    (_wrong_magic, f"{files.TRAIN_IMAGES}: wrong magic number 0x00000801, expected 0x00000803"),
+    (_label_out_of_range, f"{files.TEST_LABELS}: label 12 out of range [0, 9]"),
+    (_wrong_size, f"{files.TEST_IMAGES}: images are (27, 27), expected (28, 28)"),
+]
+
+
+@pytest.mark.parametrize(
+    "overrides, message", BAD_CONFIGS, ids=[",".join(o) for o, _ in BAD_CONFIGS]
+)
+def test_bad_config_is_a_clear_error_and_writes_nothing(tmp_path, overrides, message):
+    config = tiny_config()
+    for field, value in overrides.items():
+        section, name = field.split(".")
+        config[section][name] = value
+    workdir = str(tmp_path / "run")
+    with pytest.raises(errors.ConfigError) as info:
+        train_and_evaluate(config, workdir, progress=False)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+    assert not os.path.exists(workdir)  # not even a folder: nothing ran
+
+
+@pytest.mark.parametrize("mutate, message", BAD_FILES, ids=[m.__name__ for m, _ in BAD_FILES])
+def test_bad_data_file_is_a_clear_error_and_writes_nothing(tmp_path, mutate, message):
+    config = tiny_config()
+    config.data.source = "files"
+    config.data.data_dir = _files_dir(tmp_path, mutate)
+    config.data.max_train_per_class = 0
+    workdir = str(tmp_path / "run")
+    with pytest.raises(errors.DataError) as info:
+        train_and_evaluate(config, workdir, progress=False)
+    assert message in str(info.value)
+    assert not os.path.exists(os.path.join(workdir, "results.json"))
+
+
+def test_bad_data_file_through_the_launcher(tmp_path):
+    data_dir = _files_dir(tmp_path, _wrong_magic)
+    workdir = str(tmp_path / "run")
+    proc = run_launcher(
+        workdir,
+        "--config.data.source=files",
+        f"--config.data.data_dir={data_dir}",
+        "--config.data.max_train_per_class=0",
+        check=False,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "wrong magic number" in proc.stderr
+    assert not os.path.exists(os.path.join(workdir, "results.json"))
+
+
+def test_non_finite_training_stops_with_the_round(tmp_path):
+    workdir = str(tmp_path / "run")
+    proc = run_launcher(workdir, "--config.fl.learning_rate=1e30", check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: round 1: non-finite values in a client's local training, client")
+    assert not os.path.exists(os.path.join(workdir, "results.json"))
