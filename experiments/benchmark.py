@@ -42,16 +42,59 @@ _MODES = flags.DEFINE_list(
 )
 _JSON = flags.DEFINE_string("json", None, "Also write the JSON document to this file.")
 _GAN = flags.DEFINE_bool("gan", True, "Also measure generator and attack-classifier speed.")
+_PROFILE = flags.DEFINE_bool("profile", True, "Also time each layer's forward + backward.")
+
+
+_BUSY = {}  # cores busy (process CPU seconds / wall seconds) of the last measurement
 
 
 def _median_seconds(fn, repeats):
     fn()  # warm-up (compiles if needed)
     times = []
+    cpu = os.times()
     for _ in range(repeats):
         tic = time.perf_counter()
         fn()
         times.append(time.perf_counter() - tic)
+    after = os.times()
+    _BUSY["last"] = (after.user + after.system - cpu.user - cpu.system) / sum(times)
     return statistics.median(times)
+
+
+def _layer_profile(batch, repeats):
+    """Forward + backward milliseconds of each Table II MNIST layer for one batch."""
+    import jax
+    import jax.numpy as jnp
+
+    from fedgan_jax import models
+
+    key = jax.random.key(0)
+    layers = {
+        "conv1 5x5 1->16": ((batch, 28, 28, 1), (5, 5, 1, 16), False),
+        "conv2 5x5 16->32": ((batch, 12, 12, 16), (5, 5, 16, 32), True),
+    }
+    profile = {}
+    for name, (x_shape, k_shape, needs_dx) in layers.items():
+        x = jax.random.normal(key, x_shape)
+        k = 0.1 * jax.random.normal(key, k_shape)
+        for impl, conv in (("im2col", models.conv_im2col), ("xla", models.conv_xla)):
+            argnums = (0, 1) if needs_dx else (0,)
+            grad = jax.jit(jax.grad(lambda k, x, c=conv: jnp.sum(c(x, k) ** 2), argnums))
+            profile[f"{name} [{impl}]"] = 1e3 * _median_seconds(
+                lambda g=grad, a=(k, x): jax.block_until_ready(g(*a)), repeats
+            )
+    w = 0.05 * jax.random.normal(key, (512, 1000))
+    h = jax.random.normal(key, (batch, 512))
+    dense = jax.jit(jax.grad(lambda w, h: jnp.sum(jax.nn.relu(h @ w) ** 2), (0, 1)))
+    profile["dense 512->1000"] = 1e3 * _median_seconds(
+        lambda: jax.block_until_ready(dense(w, h)), repeats
+    )
+    a = jax.random.normal(key, (batch, 24, 24, 16))
+    pool = jax.jit(jax.grad(lambda a: jnp.sum(models.max_pool_2x2(jax.nn.relu(a)) ** 2)))
+    profile["relu+maxpool 24x24x16"] = 1e3 * _median_seconds(
+        lambda: jax.block_until_ready(pool(a)), repeats
+    )
+    return profile
 
 
 def main(argv):
@@ -120,6 +163,7 @@ def main(argv):
             "flops_per_sample": flops[impl],
             "achieved_gflops": sps * flops[impl] / 1e9,
             "fraction_of_peak": sps * flops[impl] / 1e9 / out["sgemm_gflops"],
+            "cores_busy": _BUSY["last"],
         }
         out["records"].append(rec)
         print(json.dumps(rec), flush=True)
@@ -230,6 +274,10 @@ def main(argv):
         }
         out["records"].append(rec)
         print(json.dumps(rec), flush=True)
+
+    if _PROFILE.value:  # where a training step's time goes, layer by layer
+        out["layer_profile_ms"] = _layer_profile(batch, repeats)
+        print(json.dumps({"layer_profile_ms": out["layer_profile_ms"]}), flush=True)
 
     by = {(r["mode"], r.get("clients")): r for r in out["records"]}
     ratios = {}

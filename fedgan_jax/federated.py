@@ -10,8 +10,8 @@
   trains them from the same global params, and aggregates: one jitted call, compiled once
   for the whole run.
 
-Clients are mapped with `map_clients`: ``jax.vmap`` over chunks of ``client_chunk`` clients,
-the chunks in sequence (``lax.map``). A chunk of all clients is a plain vmap (best on
+Clients are mapped with `train_and_sum`: ``jax.vmap`` over chunks of ``client_chunk``
+clients, the chunks in sequence (``lax.scan``) summing the weighted updates as they go. A chunk of all clients is a plain vmap (best on
 accelerators); a chunk of 1 runs clients one after another inside the compiled round, which
 on a 2-core CPU is fastest and truly skips padded steps (see `experiments/benchmark.py`).
 
@@ -88,14 +88,47 @@ def fedavg(global_params: Params, client_params: Params, weights: jax.Array) -> 
     )
 
 
-def map_clients(fn: Callable, args: tuple, client_chunk: int) -> Any:
-    """``fn`` over the leading (client) axis of `args`: vmap within chunks, chunks in turn."""
-    n = jax.tree.leaves(args)[0].shape[0]
+def train_and_sum(
+    train: Callable, global_params: Params, args: tuple, weights: jax.Array, client_chunk: int
+) -> tuple[Params, Any]:
+    """Trains every client and returns ``sum_k w_k (W_k - M)`` and the stacked metrics.
+
+    `train(*client_args) -> (params, metrics)` runs on each slice of `args` along its
+    leading (client) axis. ``client_chunk`` clients are vmapped together and the chunks run
+    in sequence (`lax.scan`) carrying the running weighted sum, so memory does not grow with
+    the number of clients; 0 (or >= the client count) is one vmap over all, 1 a plain scan
+    (where `lax.cond` inside stays a real branch).
+    """
+    n = weights.shape[0]
+
+    def weighted(new_params, w):
+        return jax.tree.map(lambda g, c: jnp.tensordot(w, c - g, axes=1), global_params, new_params)
+
     if client_chunk <= 0 or client_chunk >= n:
-        return jax.vmap(fn)(*args)
-    if client_chunk == 1:  # a scan: lax.cond inside stays a real branch
-        return lax.map(lambda a: fn(*a), args)
-    return lax.map(lambda a: fn(*a), args, batch_size=client_chunk)
+        new_params, metrics = jax.vmap(train)(*args)
+        return weighted(new_params, weights), metrics
+    zero = jax.tree.map(jnp.zeros_like, global_params)
+    if client_chunk == 1:
+
+        def one(total, xs):
+            client_args, w = xs
+            new_params, metrics = train(*client_args)
+            total = jax.tree.map(lambda t, g, c: t + w * (c - g), total, global_params, new_params)
+            return total, metrics
+
+        return lax.scan(one, zero, (args, weights))
+    pad = -n % client_chunk  # pad with weight-0 copies of the first clients
+    args = jax.tree.map(lambda a: jnp.concatenate([a, a[:pad]]), args)
+    weights = jnp.concatenate([weights, jnp.zeros((pad,), weights.dtype)])
+    chunked = jax.tree.map(lambda a: a.reshape(-1, client_chunk, *a.shape[1:]), (args, weights))
+
+    def chunk(total, xs):
+        chunk_args, w = xs
+        new_params, metrics = jax.vmap(train)(*chunk_args)
+        return jax.tree.map(jnp.add, total, weighted(new_params, w)), metrics
+
+    total, metrics = lax.scan(chunk, zero, chunked)
+    return total, jax.tree.map(lambda m: m.reshape(-1, *m.shape[2:])[:n], metrics)
 
 
 def client_weights(counts: jax.Array, weighting: str) -> jax.Array:
@@ -130,14 +163,13 @@ def make_round(
 
     def local(global_params, x, y, counts, keys, learning_rate):
         """Trains these clients; returns their weighted update sum and weight sum."""
-        new_params, metrics = map_clients(
-            lambda *a: client_update(global_params, *a, learning_rate),
-            (x, y, counts, keys),
-            client_chunk,
-        )
         w = client_weights(counts, weighting)
-        update_sum = jax.tree.map(
-            lambda g, c: jnp.tensordot(w, c - g, axes=1), global_params, new_params
+        update_sum, metrics = train_and_sum(
+            lambda *a: client_update(global_params, *a, learning_rate),
+            global_params,
+            (x, y, counts, keys),
+            w,
+            client_chunk,
         )
         return update_sum, jnp.sum(w), metrics
 

@@ -46,13 +46,16 @@ def resolve_conv_impl(impl: str, backend: str | None = None) -> str:
 
 
 def conv_im2col(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """'VALID', stride-1 NHWC convolution as patches @ kernel (one matmul)."""
+    """'VALID', stride-1 NHWC convolution as patches @ kernel (one 2-D matmul)."""
     kh, kw, cin, cout = kernel.shape
     oh, ow = x.shape[-3] - kh + 1, x.shape[-2] - kw + 1
     patches = jnp.concatenate(
         [x[..., i : i + oh, j : j + ow, :] for i in range(kh) for j in range(kw)], axis=-1
     )  # [..., oh, ow, kh*kw*cin], ordered (i, j, c) like the kernel's reshape
-    return patches @ kernel.reshape(kh * kw * cin, cout)
+    lead = patches.shape[:-1]
+    # A 2-D matmul: XLA:CPU runs it ~1.5x faster than the same dot with 3 free dims.
+    out = patches.reshape(-1, kh * kw * cin) @ kernel.reshape(kh * kw * cin, cout)
+    return out.reshape(*lead, cout)
 
 
 def conv_xla(x: jax.Array, kernel: jax.Array) -> jax.Array:

@@ -110,7 +110,7 @@ def _reference_round(update, params, clients, key, chosen, weights):
     return federated.fedavg(params, stacked, jnp.asarray(weights, jnp.float32))
 
 
-@pytest.mark.parametrize("chunk", [0, 1, 2])
+@pytest.mark.parametrize("chunk", [0, 1, 2, 3])
 @pytest.mark.parametrize("weighting", ["examples", "uniform"])
 def test_round_equals_clients_one_by_one(chunk, weighting):
     counts = [9, 3, 12, 6]
