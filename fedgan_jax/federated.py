@@ -11,9 +11,10 @@
   for the whole run.
 
 Clients are mapped with `train_and_sum`: ``jax.vmap`` over chunks of ``client_chunk``
-clients, the chunks in sequence (``lax.scan``) summing the weighted updates as they go. A chunk of all clients is a plain vmap (best on
-accelerators); a chunk of 1 runs clients one after another inside the compiled round, which
-on a 2-core CPU is fastest and truly skips padded steps (see `experiments/benchmark.py`).
+clients, the chunks in sequence (``lax.scan``) summing the weighted updates as they go. A
+chunk of all clients is a plain vmap (best on accelerators); a chunk of 1 runs clients one
+after another inside the compiled round, which on a 2-core CPU is fastest and truly skips
+padded steps (see `experiments/benchmark.py`).
 
 With a `jax.sharding.Mesh`, the client axis is split over devices with `jax.shard_map`:
 each device trains its clients and sums their weighted updates, and one ``psum`` (an
