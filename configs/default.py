@@ -41,6 +41,11 @@ def get_config() -> ml_collections.ConfigDict:
     # accelerators), 0: all clients in one vmap.
     c.fl.client_chunk = -1
     c.fl.mesh_devices = 1  # devices the client axis is sharded over (-1: all)
+    # Defense, DP-FedAvg (McMahan et al. 2018): clip each client update to this L2 norm
+    # (0: off) and add Gaussian noise of std noise_multiplier * clip_norm / clients to the
+    # mean update (0: off; needs clip_norm > 0 and weighting=uniform).
+    c.fl.clip_norm = 0.0
+    c.fl.noise_multiplier = 0.0
 
     c.model = ml_collections.ConfigDict()
     c.model.conv_impl = "auto"  # auto | im2col | xla (see fedgan_jax/models.py)

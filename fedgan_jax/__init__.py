@@ -1,0 +1,87 @@
+"""fedgan_jax: user-level membership inference in federated learning, simulated in JAX.
+
+Implements Chen et al., "Beyond Model-Level Membership Privacy Leakage: an Adversarial
+Approach in Federated Learning": a malicious FedAvg participant trains a generator against
+the global models it receives, trains an attack classifier on the generated samples and
+marks records IN when the predicted label is one of the victim's declared labels; and the
+baselines and protocols that measure that attack honestly.
+
+The functional core (pure functions over pytrees, jit/vmap-ready):
+
+    from fedgan_jax import federated, gan, attack, metrics
+    update = federated.make_client_update(apply_fn, local_epochs=1, batch_size=64)
+    round_fn = jax.jit(federated.make_round(update, num_clients=5))
+    params, metrics = round_fn(params, clients, key, learning_rate)
+
+End to end (what ``experiments/run.py`` calls): ``fedgan_jax.train_and_evaluate(config,
+workdir)``; sweeps: ``fedgan_jax.run_sweep(config, workdir)``.
+"""
+
+from fedgan_jax import (
+    adversary,
+    attack,
+    data,
+    errors,
+    federated,
+    gan,
+    metrics,
+    models,
+    partition,
+    protocols,
+    training,
+)
+from fedgan_jax.adversary import AdversaryView, adversary_view
+from fedgan_jax.data import Dataset, load_dataset
+from fedgan_jax.errors import ConfigError, DataError, FedGanError, NonFiniteError, WorkdirError
+from fedgan_jax.federated import fedavg, make_client_update, make_round
+from fedgan_jax.gan import make_gan_trainer
+from fedgan_jax.metrics import membership_metrics
+from fedgan_jax.partition import ClientData, Roles, deal_labels
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdversaryView",
+    "ClientData",
+    "ConfigError",
+    "DataError",
+    "Dataset",
+    "FedGanError",
+    "NonFiniteError",
+    "Roles",
+    "WorkdirError",
+    "adversary",
+    "adversary_view",
+    "attack",
+    "data",
+    "deal_labels",
+    "errors",
+    "fedavg",
+    "federated",
+    "gan",
+    "load_dataset",
+    "make_client_update",
+    "make_gan_trainer",
+    "make_round",
+    "membership_metrics",
+    "metrics",
+    "models",
+    "partition",
+    "protocols",
+    "run_sweep",
+    "train_and_evaluate",
+    "training",
+]
+
+
+def __getattr__(name):
+    # The drivers pull in orbax, matplotlib and tqdm: imported on first use only.
+    if name == "train_and_evaluate":
+        from fedgan_jax.experiment import train_and_evaluate
+
+        return train_and_evaluate
+    if name == "run_sweep":
+        from fedgan_jax.sweep import run_sweep
+
+        return run_sweep
+    raise AttributeError(f"module 'fedgan_jax' has no attribute {name!r}")

@@ -123,7 +123,13 @@ def validate(config, *, label_counts: Iterable[int] | None = None) -> None:
     _float(config, "fl.lr_final_fraction", 0.0, 1.0)
     _int(config, "fl.batch_size", 1)
     _float(config, "fl.client_fraction", 0.0, 1.0, open_low=True)
-    _choice(config, "fl.weighting", WEIGHTINGS)
+    weighting = _choice(config, "fl.weighting", WEIGHTINGS)
+    clip = _float(config, "fl.clip_norm", 0.0)
+    noise = _float(config, "fl.noise_multiplier", 0.0)
+    if noise > 0 and clip == 0:
+        _fail("fl.noise_multiplier", noise, "needs fl.clip_norm > 0 (the noise scale)")
+    if noise > 0 and weighting != "uniform":
+        _fail("fl.noise_multiplier", noise, "needs fl.weighting=uniform (bounded sensitivity)")
     _int(config, "fl.client_chunk", -1)
     devices = _int(config, "fl.mesh_devices", -1)
     if devices == 0:

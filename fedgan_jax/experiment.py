@@ -281,6 +281,12 @@ def write_run(
             arrays[f"score__{attack_name}__{protocol}"] = scores[attack_name][target.index]
             arrays[f"decision__{attack_name}__{protocol}"] = decisions[attack_name][target.index]
     io.write_npz(os.path.join(workdir, "membership.npz"), arrays)
+    if config.adversary.snapshot_every:  # the global models the adversary kept
+        snaps = state["snapshots"]
+        flat = {"round": snaps["round"]}
+        for path, leaf in jax.tree_util.tree_flatten_with_path(snaps["params"])[0]:
+            flat["/".join(str(getattr(k, "key", k)) for k in path)] = leaf[r]
+        io.write_npz(os.path.join(workdir, "snapshots.npz"), flat)
     _figures(config, setup, r, state, out, workdir, history, targets, scores, attacks, gan_start)
     io.write_json(os.path.join(workdir, "results.json"), result)  # last: marks the run done
     return io.to_jsonable(result)

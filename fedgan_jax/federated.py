@@ -90,32 +90,31 @@ def fedavg(global_params: Params, client_params: Params, weights: jax.Array) -> 
 
 
 def train_and_sum(
-    train: Callable, global_params: Params, args: tuple, weights: jax.Array, client_chunk: int
+    client_delta: Callable, like: Params, args: tuple, weights: jax.Array, client_chunk: int
 ) -> tuple[Params, Any]:
-    """Trains every client and returns ``sum_k w_k (W_k - M)`` and the stacked metrics.
+    """Runs every client and returns ``sum_k w_k u_k`` and the stacked metrics.
 
-    `train(*client_args) -> (params, metrics)` runs on each slice of `args` along its
-    leading (client) axis. ``client_chunk`` clients are vmapped together and the chunks run
-    in sequence (`lax.scan`) carrying the running weighted sum, so memory does not grow with
-    the number of clients; 0 (or >= the client count) is one vmap over all, 1 a plain scan
-    (where `lax.cond` inside stays a real branch).
+    ``client_delta(*client_args) -> (u_k, metrics)`` runs on each slice of `args` along
+    its leading (client) axis; `like` is a pytree shaped like u_k. ``client_chunk`` clients
+    are vmapped together and the chunks run in sequence (`lax.scan`) carrying the running
+    weighted sum, so memory does not grow with the number of clients; 0 (or >= the client
+    count) is one vmap over all, 1 a plain scan (where `lax.cond` inside stays a branch).
     """
     n = weights.shape[0]
 
-    def weighted(new_params, w):
-        return jax.tree.map(lambda g, c: jnp.tensordot(w, c - g, axes=1), global_params, new_params)
+    def weighted(deltas, w):
+        return jax.tree.map(lambda d: jnp.tensordot(w, d, axes=1), deltas)
 
     if client_chunk <= 0 or client_chunk >= n:
-        new_params, metrics = jax.vmap(train)(*args)
-        return weighted(new_params, weights), metrics
-    zero = jax.tree.map(jnp.zeros_like, global_params)
+        deltas, metrics = jax.vmap(client_delta)(*args)
+        return weighted(deltas, weights), metrics
+    zero = jax.tree.map(jnp.zeros_like, like)
     if client_chunk == 1:
 
         def one(total, xs):
             client_args, w = xs
-            new_params, metrics = train(*client_args)
-            total = jax.tree.map(lambda t, g, c: t + w * (c - g), total, global_params, new_params)
-            return total, metrics
+            delta, metrics = client_delta(*client_args)
+            return jax.tree.map(lambda t, d: t + w * d, total, delta), metrics
 
         return lax.scan(one, zero, (args, weights))
     pad = -n % client_chunk  # pad with weight-0 copies of the first clients
@@ -125,11 +124,18 @@ def train_and_sum(
 
     def chunk(total, xs):
         chunk_args, w = xs
-        new_params, metrics = jax.vmap(train)(*chunk_args)
-        return jax.tree.map(jnp.add, total, weighted(new_params, w)), metrics
+        deltas, metrics = jax.vmap(client_delta)(*chunk_args)
+        return jax.tree.map(jnp.add, total, weighted(deltas, w)), metrics
 
     total, metrics = lax.scan(chunk, zero, chunked)
     return total, jax.tree.map(lambda m: m.reshape(-1, *m.shape[2:])[:n], metrics)
+
+
+def clip_update(delta: Params, clip_norm: float) -> tuple[Params, jax.Array]:
+    """Scales `delta` to global L2 norm <= clip_norm (DP-FedAvg); returns it and its norm."""
+    norm = optax.global_norm(delta)
+    scale = jnp.minimum(1.0, clip_norm / jnp.maximum(norm, 1e-12))
+    return jax.tree.map(lambda d: d * scale.astype(d.dtype), delta), norm
 
 
 def client_weights(counts: jax.Array, weighting: str) -> jax.Array:
@@ -148,29 +154,42 @@ def make_round(
     client_chunk: int = 0,
     weighting: str = "examples",
     mesh: Mesh | None = None,
+    clip_norm: float = 0.0,
+    noise_multiplier: float = 0.0,
 ) -> Callable:
     """Returns ``round_fn(global_params, clients, key, learning_rate) -> (params, metrics)``.
 
     `clients` is `ClientData` of ``num_clients`` clients. ``clients_per_round`` below
     ``num_clients`` samples that many distinct clients per round (seeded by `key`).
     metrics: per selected client ``client`` (index), ``loss``, ``steps``, ``finite``.
+
+    Defense (DP-FedAvg, McMahan et al., ICLR 2018): ``clip_norm`` > 0 clips every client's
+    update to that global L2 norm (metrics gain ``update_norm``, before clipping);
+    ``noise_multiplier`` z > 0 adds N(0, (z * clip_norm / sum_k w_k)^2) to each coordinate
+    of the mean update (with uniform weights, the user-level Gaussian mechanism).
     Not jitted here: jit it (the simulation does), or vmap it over runs first.
     """
     m = num_clients if clients_per_round is None else clients_per_round
     if not 1 <= m <= num_clients:
         raise ValueError(f"clients_per_round={m}: must lie in [1, {num_clients}]")
+    if noise_multiplier > 0 and not clip_norm > 0:
+        raise ValueError("noise_multiplier > 0 needs clip_norm > 0 (it sets the noise scale)")
     shards = 1 if mesh is None else mesh.shape[CLIENT_AXIS]
     slots = -(-m // shards) * shards  # selected clients, padded to the mesh
 
     def local(global_params, x, y, counts, keys, learning_rate):
         """Trains these clients; returns their weighted update sum and weight sum."""
+
+        def client_delta(*client_args):
+            new_params, metrics = client_update(global_params, *client_args, learning_rate)
+            delta = jax.tree.map(jnp.subtract, new_params, global_params)
+            if clip_norm > 0:
+                delta, metrics["update_norm"] = clip_update(delta, clip_norm)
+            return delta, metrics
+
         w = client_weights(counts, weighting)
         update_sum, metrics = train_and_sum(
-            lambda *a: client_update(global_params, *a, learning_rate),
-            global_params,
-            (x, y, counts, keys),
-            w,
-            client_chunk,
+            client_delta, global_params, (x, y, counts, keys), w, client_chunk
         )
         return update_sum, jnp.sum(w), metrics
 
@@ -196,6 +215,7 @@ def make_round(
 
     def round_fn(global_params, clients: ClientData, key, learning_rate):
         select_key, train_key = jax.random.split(key)
+        noise_key = jax.random.fold_in(key, 2)
         if m < num_clients:
             chosen = jnp.sort(jax.random.permutation(select_key, num_clients)[:m])
         else:
@@ -208,9 +228,19 @@ def make_round(
             counts = jnp.where(jnp.arange(slots) < m, clients.counts[idx], 0)
         keys = jax.vmap(jax.random.fold_in, (None, 0))(train_key, idx)
         update_sum, weight_sum, metrics = local(global_params, x, y, counts, keys, learning_rate)
-        new_global = jax.tree.map(
-            lambda g, u: g + (u / weight_sum).astype(g.dtype), global_params, update_sum
-        )
+        mean_update = jax.tree.map(lambda u: u / weight_sum, update_sum)
+        if noise_multiplier > 0:  # DP-FedAvg: Gaussian noise on the mean of clipped updates
+            std = noise_multiplier * clip_norm / weight_sum
+            leaves, treedef = jax.tree.flatten(mean_update)
+            noise_keys = jax.random.split(noise_key, len(leaves))
+            mean_update = jax.tree.unflatten(
+                treedef,
+                [
+                    u + std * jax.random.normal(k, u.shape, u.dtype)
+                    for u, k in zip(leaves, noise_keys, strict=True)
+                ],
+            )
+        new_global = jax.tree.map(lambda g, u: g + u.astype(g.dtype), global_params, mean_update)
         metrics = {k: v[:m] for k, v in metrics.items()}
         return new_global, {"client": chosen, **metrics}
 

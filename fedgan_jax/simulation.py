@@ -162,6 +162,8 @@ class Engine:
             client_chunk=resolve_client_chunk(fl.client_chunk),
             weighting=fl.weighting,
             mesh=self.mesh,
+            clip_norm=fl.clip_norm,
+            noise_multiplier=fl.noise_multiplier,
         )
         self.gan_trainer = gan.make_gan_trainer(
             dataset=dataset.name,
@@ -292,9 +294,12 @@ def initial_state(engine: Engine, setup: Setup, view: AdversaryView, keys) -> di
     r, t = setup.num_runs, config.fl.rounds
     m = config_lib.clients_per_round(config)
     grid_shape = (r, setup.dataset.num_classes, config.gan.figure_per_class, *engine.image_shape)
+    params = engine.init(keys)
+    every = config.adversary.snapshot_every
+    kept = t // every if every else 0  # preallocated: the memory the adversary will use
     return {
         "round": np.zeros((), np.int64),
-        "params": engine.init(keys),
+        "params": params,
         "gan": engine.gan_init(keys, view),
         "gan_start": np.zeros(r, np.int64),  # round of the first generator update (0: none)
         "history": {
@@ -308,8 +313,25 @@ def initial_state(engine: Engine, setup: Setup, view: AdversaryView, keys) -> di
             "first": np.zeros(grid_shape, np.float32),
             **{str(k): np.zeros(grid_shape, np.float32) for k in config.gan.figure_rounds},
         },
-        "snapshots": {},
+        # Preallocated, so the memory the adversary will use shows at once (orbax cannot
+        # save empty arrays: no snapshots is an empty dict).
+        "snapshots": {
+            "round": np.zeros(kept, np.int64),
+            "params": jax.tree.map(
+                lambda a: np.zeros((r, kept, *a.shape[1:]), a.dtype), engine.fetch(params)
+            ),
+        }
+        if kept
+        else {},
     }
+
+
+def snapshot(state: dict, t: int):
+    """The global params the adversary kept from round t (host arrays, run axis first)."""
+    where = np.flatnonzero(state["snapshots"].get("round", np.zeros(0)) == t)
+    if not len(where):
+        raise KeyError(f"no snapshot of round {t} (adversary.snapshot_every)")
+    return jax.tree.map(lambda a: a[:, where[0]], state["snapshots"]["params"])
 
 
 def _check_finite(ok: np.ndarray, what: str, t: int, runs: Sequence[RunSpec], who=None):
@@ -391,7 +413,14 @@ def adversary_observes(
     g = config.gan
     every = config.adversary.snapshot_every
     if every and t % every == 0:
-        state["snapshots"][str(t)] = engine.fetch(params)
+        i = t // every - 1
+        state["snapshots"]["round"][i] = t
+        for kept, new in zip(
+            jax.tree.leaves(state["snapshots"]["params"]),
+            jax.tree.leaves(engine.fetch(params)),
+            strict=True,
+        ):
+            kept[:, i] = new
     if g.trigger == "accuracy":
         fire = np.asarray(accuracy) >= g.trigger_accuracy
     else:

@@ -197,3 +197,34 @@ def test_learning_rate_schedules():
     )
     with pytest.raises(ValueError, match="lr_schedule"):
         lr(1, base=0.1, rounds=10, schedule="step")
+
+
+def test_dp_fedavg_clips_every_update_and_adds_calibrated_noise():
+    counts = [12, 12, 12, 12]
+    clients = make_clients(jax.random.key(0), counts, 12, dim=400)
+    params = linear_params(jax.random.key(1), dim=400)
+    update = _client_update(epochs=3)
+    plain = jax.jit(federated.make_round(update, num_clients=4, weighting="uniform"))
+    clipped = jax.jit(
+        federated.make_round(update, num_clients=4, weighting="uniform", clip_norm=0.05)
+    )
+    key = jax.random.key(5)
+    free, _ = plain(params, clients, key, LR)
+    new, metrics = clipped(params, clients, key, LR)
+    assert (np.asarray(metrics["update_norm"]) > 0.05).all()  # clipping is active
+    step = optax.global_norm(jax.tree.map(jnp.subtract, new, params))
+    assert float(step) <= 0.05 + 1e-6  # a mean of updates of norm <= C
+    # A clip far above every update's norm changes nothing.
+    loose = jax.jit(federated.make_round(update, num_clients=4, weighting="uniform", clip_norm=1e6))
+    chex.assert_trees_all_close(loose(params, clients, key, LR)[0], free, rtol=1e-6, atol=1e-7)
+    # Noise: std = z * C / m per coordinate, on top of the clipped mean.
+    noisy = jax.jit(
+        federated.make_round(
+            update, num_clients=4, weighting="uniform", clip_norm=0.05, noise_multiplier=2.0
+        )
+    )
+    out, _ = noisy(params, clients, key, LR)
+    diff = np.asarray(out["w"] - new["w"]).ravel()
+    assert abs(diff.std() / (2.0 * 0.05 / 4) - 1) < 0.1 and abs(diff.mean()) < 0.01
+    with pytest.raises(ValueError, match="clip_norm"):
+        federated.make_round(update, num_clients=4, noise_multiplier=1.0)

@@ -28,16 +28,22 @@ def _assert_same_outputs(dir_a, dir_b):
     a = io.read_json(os.path.join(dir_a, "results.json"))
     b = io.read_json(os.path.join(dir_b, "results.json"))
     assert _stable(a) == _stable(b)
-    npz_a = np.load(os.path.join(dir_a, "membership.npz"))
-    npz_b = np.load(os.path.join(dir_b, "membership.npz"))
-    assert sorted(npz_a.files) == sorted(npz_b.files)
-    for name in npz_a.files:
-        np.testing.assert_array_equal(npz_a[name], npz_b[name], err_msg=name)
+    for npz in ("membership.npz", "snapshots.npz"):
+        npz_a = np.load(os.path.join(dir_a, npz))
+        npz_b = np.load(os.path.join(dir_b, npz))
+        assert sorted(npz_a.files) == sorted(npz_b.files)
+        for name in npz_a.files:
+            np.testing.assert_array_equal(npz_a[name], npz_b[name], err_msg=name)
     csv_a = open(os.path.join(dir_a, "metrics.csv")).read()
     assert csv_a == open(os.path.join(dir_b, "metrics.csv")).read()
 
 
-LONGER = ["--config.fl.rounds=6", "--config.gan.figure_rounds=(5,)"]
+# 6 rounds; the adversary keeps every second global model (part of the checkpointed state)
+LONGER = [
+    "--config.fl.rounds=6",
+    "--config.gan.figure_rounds=(5,)",
+    "--config.adversary.snapshot_every=2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +175,11 @@ BAD_CONFIGS = [
     ({"fl.client_fraction": 0.0}, "fl.client_fraction=0.0: must lie in (0.0, 1.0]"),
     ({"fl.mesh_devices": 4}, "fl.mesh_devices=4: only 1 cpu device(s) are visible"),
     ({"fl.weighting": "median"}, "fl.weighting='median': allowed: examples, uniform"),
+    ({"fl.noise_multiplier": 1.0}, "fl.noise_multiplier=1.0: needs fl.clip_norm > 0"),
+    (
+        {"fl.noise_multiplier": 1.0, "fl.clip_norm": 1.0},
+        "fl.noise_multiplier=1.0: needs fl.weighting=uniform",
+    ),
     (
         {"data.source": "files", "data.data_dir": "/no/such/dir"},
         "data.data_dir='/no/such/dir': no such directory",

@@ -23,6 +23,7 @@ from fedgan_jax.simulation import (
     initial_state,
     prepare,
     run_of,
+    snapshot,
 )
 
 
@@ -34,7 +35,7 @@ def _replay(engine, setup, recorded, clients, keys):
     )
     state = initial_state(engine, setup, view, keys)
     for t in range(1, fl.rounds + 1):
-        params = engine.put(recorded["snapshots"][str(t)])
+        params = engine.put(snapshot(recorded, t))
         accuracy = recorded["history"]["accuracy"][:, t - 1]
         state = adversary_observes(engine, state, params, accuracy, t, view=view, keys=keys)
     state["params"] = recorded["params"]
