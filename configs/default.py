@@ -55,7 +55,10 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.gan = ml_collections.ConfigDict()
     c.gan.mode = "paper"  # paper (Eq. 5) | dafl | adversarial | prior (see fedgan_jax/gan.py)
-    c.gan.trigger = "accuracy"  # accuracy: start once main-task accuracy >= trigger_accuracy
+    # accuracy: start once the main-task accuracy the server announces >= trigger_accuracy
+    # (the paper); own_accuracy: once the global model's accuracy on the adversary's own
+    # records does (no announcement needed); round: at trigger_round.
+    c.gan.trigger = "accuracy"
     c.gan.trigger_accuracy = 0.93  # paper Sec. V-C
     c.gan.trigger_round = 1  # trigger=round: the first round with a generator update
     c.gan.steps_per_round = 20  # optax steps on G per round once started
@@ -64,7 +67,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.gan.critic_learning_rate = 1e-3  # student (adversarial) / discriminator (prior)
     c.gan.latent_dim = 100  # z in R^100 (paper Sec. V-C)
     c.gan.channels = 32  # generator width (Dense -> 7x7xC -> 14x14xC/2 -> 28x28xC/4)
-    c.gan.samples_per_class = 200  # generated per class for D_gen (rounded up to batches)
+    c.gan.samples_per_class = 200  # generated per class for D_gen
     c.gan.keep_confidence = 0.0  # D_gen keeps samples f assigns to the class with >= this
     c.gan.filter_target = True  # keep only samples f assigns to their target class
     c.gan.figure_rounds = ()  # extra rounds shown in reconstructions.png (first/last always)

@@ -20,7 +20,6 @@ Attacks, all under the same decision rule where it applies:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +28,6 @@ from flax import linen as nn
 
 from fedgan_jax import models, training
 
-Params = Any
 ATTACKS = ("gan", "global_model", "oracle", "loss_threshold")
 LABEL_MODES = ("hard", "soft")
 

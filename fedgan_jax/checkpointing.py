@@ -20,6 +20,7 @@ import orbax.checkpoint as ocp
 
 from fedgan_jax import config_lib, io
 from fedgan_jax.errors import WorkdirError
+from fedgan_jax.types import Config
 
 # Config sections that do not change a run's numbers: resuming with other values is allowed.
 RESUMABLE_FIELDS = ("checkpoint", "sweep")
@@ -66,9 +67,17 @@ def _savable(state: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in state.items() if k != "round_seconds"}
 
 
-def claim_workdir(workdir: str, config, *, ignore=RESUMABLE_FIELDS) -> bool:
+# What 'auto' settings resolved to; a resume must resolve them the same way (numerics).
+RESOLVED_FIELDS = ("conv_impl", "client_chunk")
+
+
+def claim_workdir(
+    workdir: str, config: Config, *, resolved: dict | None = None, ignore=RESUMABLE_FIELDS
+) -> bool:
     """Writes the config into `workdir`, or checks it against the one already there.
 
+    `resolved` (the engine's conv lowering, client chunking and backend) is recorded too:
+    a resume that would resolve 'auto' differently (another backend) is refused as well.
     Returns True when the workdir already belonged to this config (resume). Raises
     `WorkdirError` when it belongs to a different one: results are never mixed.
     """
@@ -83,9 +92,22 @@ def claim_workdir(workdir: str, config, *, ignore=RESUMABLE_FIELDS) -> bool:
                 f"{workdir} holds another experiment (fields that differ: {diff or 'unknown'}); "
                 "use a new --workdir or delete that one"
             )
+        before = saved.get("resolved") or {}
+        changed = [
+            f"{k}: {before[k]!r} there, {resolved[k]!r} here"
+            for k in RESOLVED_FIELDS
+            if resolved and k in before and before[k] != resolved[k]
+        ]
+        if changed:
+            raise WorkdirError(
+                f"{workdir} was run with other numerics ({'; '.join(changed)}; backend "
+                f"{before.get('backend')!r} there): set model.conv_impl and fl.client_chunk "
+                "to the values there to resume, or use a new --workdir"
+            )
         return True
     os.makedirs(workdir, exist_ok=True)
-    io.write_json(path, {"fingerprint": mine, "config": config_lib.to_dict(config)})
+    record = {"fingerprint": mine, "config": config_lib.to_dict(config), "resolved": resolved}
+    io.write_json(path, record)
     return False
 
 

@@ -20,8 +20,6 @@ from fedgan_jax.federated import SCHEDULES, WEIGHTINGS
 from fedgan_jax.partition import Roles
 from fedgan_jax.protocols import PROTOCOLS
 
-TRIGGERS = ("accuracy", "round")
-
 
 def _fail(field: str, value: Any, allowed: str) -> None:
     raise ConfigError(f"{field}={value!r}: {allowed}")
@@ -110,7 +108,9 @@ def validate(config, *, label_counts: Iterable[int] | None = None) -> None:
     _int(config, "data.max_train_per_class", 0)
 
     spec = data.spec_for(dataset)
-    n = _int(config, "fl.num_participants", 2)
+    # 3: the adversary, the victim, and one benign participant whose records are the
+    # protocols' non-members
+    n = _int(config, "fl.num_participants", 3)
     _int(config, "fl.adversary", 0, n - 1)
     _int(config, "fl.victim", 0, n - 1)
     _int(config, "fl.victim_num_labels", 1, spec.num_classes - 1)
@@ -144,7 +144,7 @@ def validate(config, *, label_counts: Iterable[int] | None = None) -> None:
     _int(config, "eval.batch_size", 1)
 
     _choice(config, "gan.mode", gan.MODES)
-    trigger = _choice(config, "gan.trigger", TRIGGERS)
+    trigger = _choice(config, "gan.trigger", gan.TRIGGERS)
     _float(config, "gan.trigger_accuracy", 0.0, 1.0)
     trigger_round = _int(config, "gan.trigger_round", 1)
     _int(config, "gan.steps_per_round", 1)
@@ -165,6 +165,9 @@ def validate(config, *, label_counts: Iterable[int] | None = None) -> None:
         value = _float(config, f"gan.loss.{term}", -1.0)
         if -1.0 < value < 0.0:
             _fail(f"gan.loss.{term}", value, "must be >= 0, or -1 for the mode's default")
+    weights = gan.loss_weights(config.gan.mode, dict(config.gan.loss))  # raises on conflicts
+    if weights["diversity"] > 0 and config.gan.batch_per_class < 2:
+        _fail("gan.batch_per_class", config.gan.batch_per_class, "the diversity term needs >= 2")
 
     attacks = _subset(config, "attack.attacks", ATTACKS)
     _subset(config, "attack.protocols", PROTOCOLS)
@@ -175,7 +178,7 @@ def validate(config, *, label_counts: Iterable[int] | None = None) -> None:
     _float(config, "attack.learning_rate", 0.0, open_low=True)
     _choice(config, "attack.label_mode", LABEL_MODES)
 
-    _int(config, "adversary.snapshot_every", 0)
+    _int(config, "adversary.snapshot_every", 0, rounds)
     _int(config, "checkpoint.every", 0)
     _int(config, "checkpoint.keep", 1)
     if not tuple(config.sweep.seeds):
@@ -183,6 +186,10 @@ def validate(config, *, label_counts: Iterable[int] | None = None) -> None:
     for s in config.sweep.seeds:
         if isinstance(s, bool) or not isinstance(s, int) or s < 0:
             _fail("sweep.seeds", tuple(config.sweep.seeds), "seeds must be integers >= 0")
+    for field in ("sweep.seeds", "sweep.label_counts"):
+        values = tuple(_get(config, field))
+        if len(set(values)) != len(values):
+            _fail(field, values, "has a duplicate entry")
     if not tuple(config.sweep.label_counts):
         _fail("sweep.label_counts", tuple(config.sweep.label_counts), "must hold at least one k")
     for k in config.sweep.label_counts:

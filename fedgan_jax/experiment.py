@@ -24,22 +24,13 @@ from tqdm import tqdm
 from fedgan_jax import config_lib, data, io, plots, protocols
 from fedgan_jax.adversary import adversary_view
 from fedgan_jax.checkpointing import Checkpointer, claim_workdir
-from fedgan_jax.simulation import (
-    Engine,
-    RunSpec,
-    Setup,
-    attack_phase,
-    common_capacity,
-    federate,
-    initial_state,
-    prepare,
-    run_of,
-)
-
-STRICT_STREAM = 8  # seed stream of the strict protocol's held-out sample
+from fedgan_jax.engine import STREAMS, Engine, RunSpec, Setup, common_capacity, prepare, run_of
+from fedgan_jax.simulation import attack_phase, federate, initial_state
+from fedgan_jax.types import Config
 
 
-def load_data(config) -> data.Dataset:
+def load_data(config: Config) -> data.Dataset:
+    """The dataset `config.data` names, from its source."""
     d = config.data
     return data.load_dataset(
         d.dataset,
@@ -52,18 +43,25 @@ def load_data(config) -> data.Dataset:
     )
 
 
-def run_config(config, run: RunSpec):
+def run_config(config: Config, run: RunSpec) -> Config:
     """The config of one run of a sweep: its seed, victim label count and mode filled in."""
-    c = config.copy_and_resolve_references()
+    c = with_gan_mode(config, run.gan_mode)
     with c.unlocked():
         c.seed = run.seed
         c.fl.victim_num_labels = run.victim_num_labels
-        if run.gan_mode:
-            c.gan.mode = run.gan_mode
     return c
 
 
-def train_and_evaluate(config, workdir: str, *, progress: bool = True) -> dict[str, Any]:
+def with_gan_mode(config: Config, mode: str | None) -> Config:
+    """A copy of `config` with gan.mode set (None: unchanged)."""
+    c = config.copy_and_resolve_references()
+    if mode:
+        with c.unlocked():
+            c.gan.mode = mode
+    return c
+
+
+def train_and_evaluate(config: Config, workdir: str, *, progress: bool = True) -> dict[str, Any]:
     """Runs (or resumes) the experiment `config` into `workdir`; returns results.json."""
     config_lib.validate(config)
     dataset = load_data(config)
@@ -83,7 +81,7 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True) -> dict[s
 
 
 def run_batch(
-    config,
+    config: Config,
     dataset: data.Dataset,
     runs: Sequence[RunSpec],
     workdirs: Sequence[str],
@@ -96,7 +94,7 @@ def run_batch(
     """Runs `runs` as one computation (engine.num_runs of them), each into its workdir."""
     tic = time.perf_counter()
     for run, workdir in zip(runs, workdirs, strict=True):
-        claim_workdir(workdir, run_config(config, run))
+        claim_workdir(workdir, run_config(config, run), resolved=engine.resolved)
     setup = prepare(config, dataset, runs, capacity)
     clients = engine.place_clients(setup.clients)
     view = adversary_view(
@@ -166,9 +164,13 @@ def run_batch(
     timings = {
         "federation": federation_seconds,
         "attack": time.perf_counter() - attack_tic,
+        "runs_in_batch": len(runs),
     }
     results = []
     for r, (run, workdir) in enumerate(zip(runs, workdirs, strict=True)):
+        total = time.perf_counter() - tic
+        # A batch's runs share its wall time: each reports its share (and the batch's).
+        shares = {"total": total / len(runs), "batch_total": total}
         result = write_run(
             run_config(config, run),
             setup,
@@ -176,7 +178,7 @@ def run_batch(
             state,
             out,
             workdir,
-            timings={**timings, "total": time.perf_counter() - tic},
+            timings={**timings, **shares},
             resumed_from=resumed_from,
         )
         results.append(result)
@@ -193,13 +195,19 @@ def _environment() -> dict[str, Any]:
 
 
 def write_run(
-    config, setup: Setup, r: int, state, out, workdir: str, *, timings, resumed_from
+    config: Config,
+    setup: Setup,
+    r: int,
+    state: dict,
+    out: dict,
+    workdir: str,
+    *,
+    timings: dict[str, float],
+    resumed_from: int | None,
 ) -> dict[str, Any]:
-    """results.json, metrics.csv, membership.npz and the figures of run `r`."""
-    ds = setup.dataset
-    fl = config.fl
+    """results.json, metrics.csv, membership.npz, samples.npz and the figures of run `r`."""
+    ds, fl = setup.dataset, config.fl
     declared = setup.declared[r]
-    victim_labels = declared[fl.victim]
     gan_start = int(state["gan_start"][r])
     history = {k: v[r] for k, v in state["history"].items()}
     targets = protocols.target_sets(
@@ -207,16 +215,23 @@ def write_run(
         ds.test_y,
         victim=fl.victim,
         adversary=fl.adversary,
-        victim_labels=victim_labels,
-        seed=(config.seed, STRICT_STREAM),
+        victim_labels=declared[fl.victim],
+        seed=(config.seed, STREAMS["strict"]),
         protocols=config.attack.protocols,
     )
     scores = {a: s[r] for a, s in out["scores"].items()}
     decisions = {a: d[r] for a, d in out["decisions"].items()}
-    if "gan" in scores and gan_start == 0:  # never triggered: no honest gan numbers
+    dgen = jax.tree.map(lambda a: a[r], out["dgen"]) if "dgen" in out else None
+    gan_missing = None  # why the gan attack has no honest numbers, if it has none
+    if "gan" in config.attack.attacks:
+        if gan_start == 0:
+            gan_missing = "the generator never started (the trigger did not fire)"
+        elif int(dgen.count) == 0:
+            gan_missing = "D_gen is empty: the global model agreed with no generated sample"
+    if gan_missing:
         del scores["gan"], decisions["gan"]
     attacks = protocols.evaluate(scores, decisions, targets)
-    if "gan" in config.attack.attacks and gan_start == 0:
+    if gan_missing:
         attacks["gan"] = None
     accuracy = {k: float(v[r]) for k, v in out["accuracy"].items()}
     result: dict[str, Any] = {
@@ -226,76 +241,92 @@ def write_run(
         "victim": fl.victim,
         "victim_num_labels": fl.victim_num_labels,
         "declared_labels": {str(p): np.flatnonzero(row).tolist() for p, row in enumerate(declared)},
-        "victim_labels": np.flatnonzero(victim_labels).tolist(),
+        "victim_labels": np.flatnonzero(declared[fl.victim]).tolist(),
         "client_records": setup.clients.counts[r].tolist(),
         "main_task_accuracy": history["accuracy"].tolist(),
         "final_main_task_accuracy": float(history["accuracy"][-1]),
         "gan_start_round": gan_start or None,
+        "gan_missing": gan_missing,
         "global_model_accuracy": accuracy.get("global_model"),
-        "attack_model_accuracy": accuracy.get("gan") if gan_start else None,
+        "attack_model_accuracy": None if gan_missing else accuracy.get("gan"),
         "oracle_model_accuracy": accuracy.get("oracle"),
         "attacks": attacks,
         "wall_seconds": timings["total"],
         "phase_seconds": timings,
         "resumed_from_round": resumed_from,
     }
-    if "dgen" in out:
-        dgen = jax.tree.map(lambda a: a[r], out["dgen"])
+    samples = None
+    if dgen is not None:
         n = int(dgen.count)
+        kept_x, kept_y = dgen.x[:n], dgen.y[:n]  # D_gen: what the global model agreed with
         result["d_gen"] = {
             "generated": int(len(dgen.y)),
             "kept": n,
-            "kept_per_class": np.bincount(dgen.y[:n], minlength=ds.num_classes).tolist(),
-            "diversity": class_diversity(dgen.x[:n], dgen.y[:n], ds.num_classes),
+            "kept_per_class": np.bincount(kept_y, minlength=ds.num_classes).tolist(),
+            "diversity": class_diversity(kept_x, kept_y, ds.num_classes),
             "real_diversity": class_diversity(ds.test_x, ds.test_y, ds.num_classes),
         }
-        grid = _per_class_grid(dgen.x, dgen.target, ds.num_classes, config.gan.figure_per_class)
-        io.write_npz(os.path.join(workdir, "samples.npz"), {"d_gen": grid})
-    io.write_csv(
-        os.path.join(workdir, "metrics.csv"),
-        [
-            "round",
-            "main_task_accuracy",
-            "main_task_loss",
-            "mean_client_loss",
-            "generator_loss",
-            "generator_fooled",
-        ],
-        [
-            (
-                t + 1,
-                history["accuracy"][t],
-                history["loss"][t],
-                history["client_loss"][t].mean(),
-                history["generator_loss"][t],
-                history["generator_fooled"][t],
-            )
-            for t in range(fl.rounds)
-        ],
+        samples = _per_class_grid(kept_x, kept_y, ds.num_classes, config.gan.figure_per_class)
+        io.write_npz(os.path.join(workdir, "samples.npz"), {"d_gen": samples})
+    _write_metrics_csv(workdir, history)
+    _write_membership(workdir, out["pool_y"], targets, scores, decisions)
+    if state["snapshots"]:  # the global models the adversary kept
+        _write_snapshots(workdir, state["snapshots"], r)
+    _figures(
+        config,
+        workdir,
+        ds,
+        history,
+        targets,
+        scores,
+        attacks,
+        gan_start,
+        grids={k: v[r] for k, v in state["grids"].items()},
+        samples=samples,
     )
-    arrays = {"pool_label": out["pool_y"]}
-    for protocol, target in targets.items():
-        arrays[f"index__{protocol}"] = target.index
-        arrays[f"is_member__{protocol}"] = target.is_member
-        for attack_name in scores:
-            arrays[f"score__{attack_name}__{protocol}"] = scores[attack_name][target.index]
-            arrays[f"decision__{attack_name}__{protocol}"] = decisions[attack_name][target.index]
-    io.write_npz(os.path.join(workdir, "membership.npz"), arrays)
-    if config.adversary.snapshot_every:  # the global models the adversary kept
-        snaps = state["snapshots"]
-        flat = {"round": snaps["round"]}
-        for path, leaf in jax.tree_util.tree_flatten_with_path(snaps["params"])[0]:
-            flat["/".join(str(getattr(k, "key", k)) for k in path)] = leaf[r]
-        io.write_npz(os.path.join(workdir, "snapshots.npz"), flat)
-    _figures(config, setup, r, state, out, workdir, history, targets, scores, attacks, gan_start)
     io.write_json(os.path.join(workdir, "results.json"), result)  # last: marks the run done
     return io.to_jsonable(result)
 
 
+def _write_metrics_csv(workdir: str, history: dict[str, np.ndarray]) -> None:
+    columns = ("accuracy", "loss", "own_accuracy", "generator_loss", "generator_fooled")
+    header = [
+        "round",
+        "main_task_accuracy",
+        "main_task_loss",
+        "adversary_own_accuracy",
+        "generator_loss",
+        "generator_fooled",
+        "mean_client_loss",
+    ]
+    rows = [
+        (t + 1, *(history[c][t] for c in columns), history["client_loss"][t].mean())
+        for t in range(len(history["accuracy"]))
+    ]
+    io.write_csv(os.path.join(workdir, "metrics.csv"), header, rows)
+
+
+def _write_membership(workdir, pool_y, targets, scores, decisions) -> None:
+    arrays = {"pool_label": pool_y}
+    for protocol, target in targets.items():
+        arrays[f"index__{protocol}"] = target.index
+        arrays[f"is_member__{protocol}"] = target.is_member
+        for name in scores:
+            arrays[f"score__{name}__{protocol}"] = scores[name][target.index]
+            arrays[f"decision__{name}__{protocol}"] = decisions[name][target.index]
+    io.write_npz(os.path.join(workdir, "membership.npz"), arrays)
+
+
+def _write_snapshots(workdir: str, snapshots: dict, r: int) -> None:
+    flat = {"round": snapshots["round"]}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(snapshots["params"])[0]:
+        flat["/".join(str(getattr(k, "key", k)) for k in path)] = leaf[r]
+    io.write_npz(os.path.join(workdir, "snapshots.npz"), flat)
+
+
 def _figures(
-    config, setup, r, state, out, workdir, history, targets, scores, attacks, gan_start
+    config, workdir, ds, history, targets, scores, attacks, gan_start, *, grids, samples
 ) -> None:
-    ds = setup.dataset
     plots.accuracy_curve(
         os.path.join(workdir, "accuracy.png"),
         {"global model": history["accuracy"]},
@@ -310,20 +341,22 @@ def _figures(
         plots.tp_fn_bars(
             os.path.join(workdir, "tp_fn.png"), {a: m for a, m in attacks.items() if m}
         )
-    if "dgen" in out and gan_start:
+    if samples is not None and gan_start:
         per_class = config.gan.figure_per_class
-        panels = [(f"round {gan_start} (first)", state["grids"]["first"][r])]
-        for label in map(str, config.gan.figure_rounds):
-            if int(label) > gan_start:
-                panels.append((f"round {label}", state["grids"][label][r]))
-        dgen = jax.tree.map(lambda a: a[r], out["dgen"])
-        final = _per_class_grid(dgen.x, dgen.target, ds.num_classes, per_class)
-        panels.append((f"round {config.fl.rounds} (D_gen)", final))
+        panels = [(f"round {gan_start} (first)", grids["first"])]
+        panels += [
+            (f"round {label}", grids[label])
+            for label in map(str, config.gan.figure_rounds)
+            if int(label) > gan_start
+        ]
+        panels.append((f"round {config.fl.rounds} (D_gen)", samples))
         panels.append(("real", _per_class_grid(ds.test_x, ds.test_y, ds.num_classes, per_class)))
         plots.reconstructions(os.path.join(workdir, "reconstructions.png"), panels)
 
 
-def class_diversity(x: np.ndarray, y: np.ndarray, num_classes: int, most: int = 100) -> float:
+def class_diversity(
+    x: np.ndarray, y: np.ndarray, num_classes: int, most: int = 100
+) -> float | None:
     """Mean pairwise L2 distance between same-class images (first `most` per class),
     averaged over the classes with two or more: 0 for a collapsed generator."""
     values = []

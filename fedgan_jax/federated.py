@@ -34,16 +34,15 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from fedgan_jax import training
+from fedgan_jax.errors import ConfigError
 from fedgan_jax.partition import ClientData
+from fedgan_jax.types import ApplyFn, Params
 
-Params = Any
 CLIENT_AXIS = "clients"
 WEIGHTINGS = ("examples", "uniform")
 
 
-def make_client_update(
-    apply_fn: training.ApplyFn, *, local_epochs: int, batch_size: int
-) -> Callable:
+def make_client_update(apply_fn: ApplyFn, *, local_epochs: int, batch_size: int) -> Callable:
     """``client_update(params, x, y, count, key, learning_rate) -> (params, metrics)``.
 
     Paper Eq. 2. The learning rate is an argument (a traced scalar), so a schedule over
@@ -72,7 +71,7 @@ def learning_rate_at(
         return base
     if schedule == "cosine":
         return float(optax.cosine_decay_schedule(base, rounds, alpha=final_fraction)(t - 1))
-    raise ValueError(f"fl.lr_schedule={schedule!r}: allowed {SCHEDULES}")
+    raise ConfigError(f"fl.lr_schedule={schedule!r}: allowed: {', '.join(SCHEDULES)}")
 
 
 def fedavg(global_params: Params, client_params: Params, weights: jax.Array) -> Params:
@@ -81,11 +80,17 @@ def fedavg(global_params: Params, client_params: Params, weights: jax.Array) -> 
     `client_params` has a leading client axis; `weights` is ``[clients]`` (clients with
     weight 0 do not count). Equal to the weighted mean of the client params.
     """
-    w = weights / jnp.sum(weights)
+    update_sum = jax.tree.map(
+        lambda g, c: jnp.tensordot(weights, c - g, axes=1), global_params, client_params
+    )
+    return apply_mean_update(global_params, update_sum, jnp.sum(weights))
+
+
+def apply_mean_update(global_params: Params, update_sum: Params, weight_sum: jax.Array) -> Params:
+    """``M + update_sum / weight_sum``: the last step of Eq. 1, shared by `fedavg` and the
+    round (which accumulates ``update_sum`` client by client)."""
     return jax.tree.map(
-        lambda g, c: g + jnp.tensordot(w, c - g, axes=1).astype(g.dtype),
-        global_params,
-        client_params,
+        lambda g, u: g + (u / weight_sum).astype(g.dtype), global_params, update_sum
     )
 
 
@@ -133,7 +138,7 @@ def train_and_sum(
 
 def clip_update(delta: Params, clip_norm: float) -> tuple[Params, jax.Array]:
     """Scales `delta` to global L2 norm <= clip_norm (DP-FedAvg); returns it and its norm."""
-    norm = optax.global_norm(delta)
+    norm = optax.tree.norm(delta)
     scale = jnp.minimum(1.0, clip_norm / jnp.maximum(norm, 1e-12))
     return jax.tree.map(lambda d: d * scale.astype(d.dtype), delta), norm
 
@@ -143,7 +148,7 @@ def client_weights(counts: jax.Array, weighting: str) -> jax.Array:
         return counts.astype(jnp.float32)
     if weighting == "uniform":
         return (counts > 0).astype(jnp.float32)
-    raise ValueError(f"fl.weighting={weighting!r}: allowed {WEIGHTINGS}")
+    raise ConfigError(f"fl.weighting={weighting!r}: allowed: {', '.join(WEIGHTINGS)}")
 
 
 def make_round(
@@ -171,9 +176,9 @@ def make_round(
     """
     m = num_clients if clients_per_round is None else clients_per_round
     if not 1 <= m <= num_clients:
-        raise ValueError(f"clients_per_round={m}: must lie in [1, {num_clients}]")
+        raise ConfigError(f"clients_per_round={m}: must lie in [1, {num_clients}]")
     if noise_multiplier > 0 and not clip_norm > 0:
-        raise ValueError("noise_multiplier > 0 needs clip_norm > 0 (it sets the noise scale)")
+        raise ConfigError("noise_multiplier > 0 needs clip_norm > 0 (it sets the noise scale)")
     shards = 1 if mesh is None else mesh.shape[CLIENT_AXIS]
     slots = -(-m // shards) * shards  # selected clients, padded to the mesh
 
@@ -214,8 +219,7 @@ def make_round(
         )
 
     def round_fn(global_params, clients: ClientData, key, learning_rate):
-        select_key, train_key = jax.random.split(key)
-        noise_key = jax.random.fold_in(key, 2)
+        select_key, train_key, noise_key = jax.random.split(key, 3)
         if m < num_clients:
             chosen = jnp.sort(jax.random.permutation(select_key, num_clients)[:m])
         else:
@@ -228,19 +232,15 @@ def make_round(
             counts = jnp.where(jnp.arange(slots) < m, clients.counts[idx], 0)
         keys = jax.vmap(jax.random.fold_in, (None, 0))(train_key, idx)
         update_sum, weight_sum, metrics = local(global_params, x, y, counts, keys, learning_rate)
-        mean_update = jax.tree.map(lambda u: u / weight_sum, update_sum)
-        if noise_multiplier > 0:  # DP-FedAvg: Gaussian noise on the mean of clipped updates
-            std = noise_multiplier * clip_norm / weight_sum
-            leaves, treedef = jax.tree.flatten(mean_update)
+        if noise_multiplier > 0:  # DP-FedAvg: Gaussian noise of std z*C on the clipped sum
+            leaves, treedef = jax.tree.flatten(update_sum)
             noise_keys = jax.random.split(noise_key, len(leaves))
-            mean_update = jax.tree.unflatten(
-                treedef,
-                [
-                    u + std * jax.random.normal(k, u.shape, u.dtype)
-                    for u, k in zip(leaves, noise_keys, strict=True)
-                ],
-            )
-        new_global = jax.tree.map(lambda g, u: g + u.astype(g.dtype), global_params, mean_update)
+            noisy = [
+                u + noise_multiplier * clip_norm * jax.random.normal(k, u.shape, u.dtype)
+                for u, k in zip(leaves, noise_keys, strict=True)
+            ]
+            update_sum = jax.tree.unflatten(treedef, noisy)
+        new_global = apply_mean_update(global_params, update_sum, weight_sum)
         metrics = {k: v[:m] for k, v in metrics.items()}
         return new_global, {"client": chosen, **metrics}
 

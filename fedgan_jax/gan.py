@@ -40,9 +40,14 @@ from jax import lax
 
 from fedgan_jax import models, training
 from fedgan_jax.adversary import AdversaryView
+from fedgan_jax.errors import ConfigError
+from fedgan_jax.types import Params
 
-Params = Any
 MODES = ("paper", "dafl", "adversarial", "prior")
+# When the generator starts: the main-task accuracy the server announces reaches the
+# threshold (the paper), the global model's accuracy on the adversary's own records does,
+# or a fixed round.
+TRIGGERS = ("accuracy", "own_accuracy", "round")
 LOSS_TERMS = ("ce", "entropy", "activation", "disagreement", "realism", "diversity")
 # Loss weights per mode; the config may override each one (config.gan.loss.<term>).
 MODE_DEFAULTS: dict[str, dict[str, float]] = {
@@ -56,11 +61,16 @@ MODE_DEFAULTS: dict[str, dict[str, float]] = {
 def loss_weights(mode: str, overrides: dict[str, float] | None = None) -> dict[str, float]:
     """The mode's weights with config overrides (a negative override means 'default')."""
     if mode not in MODES:
-        raise ValueError(f"gan.mode={mode!r}: allowed {MODES}")
+        raise ConfigError(f"gan.mode={mode!r}: allowed: {', '.join(MODES)}")
     weights = {term: 0.0 for term in LOSS_TERMS} | MODE_DEFAULTS[mode]
     for term, value in (overrides or {}).items():
         if value is not None and value >= 0:
             weights[term] = float(value)
+    if weights["disagreement"] > 0 and weights["realism"] > 0:
+        raise ConfigError(
+            "gan.loss.disagreement and gan.loss.realism are both > 0: the first needs a "
+            "student critic, the second a real/fake discriminator; use one of them"
+        )
     return weights
 
 
@@ -104,11 +114,19 @@ def _entropy_of_mean(probs: jax.Array, weights: jax.Array) -> jax.Array:
     return -jnp.sum(mean * jnp.log(mean + 1e-8))
 
 
-def _mode_seeking(images: jax.Array, z: jax.Array) -> jax.Array:
-    """Mean |G(z1) - G(z2)| / |z1 - z2| over pairs (first half vs second half of the batch)."""
-    half = images.shape[0] // 2
-    num = jnp.mean(jnp.abs(images[:half] - images[half : 2 * half]), axis=(1, 2, 3))
-    den = jnp.mean(jnp.abs(z[:half] - z[half : 2 * half]), axis=1)
+def _mode_seeking(images: jax.Array, z: jax.Array, num_classes: int = 1) -> jax.Array:
+    """Mean |G(z1) - G(z2)| / |z1 - z2| over pairs of samples of the same class.
+
+    The batch is ``[per_class * num_classes]`` with labels 0..C-1 repeating (see
+    `balanced_labels`): rows of the ``[per_class, C]`` view share a class, and the first
+    half of the rows is paired with the second half.
+    """
+    rows = images.shape[0] // num_classes
+    half = rows // 2
+    x = images.reshape(rows, num_classes, -1)
+    zz = z.reshape(rows, num_classes, -1)
+    num = jnp.mean(jnp.abs(x[:half] - x[half : 2 * half]), axis=-1)
+    den = jnp.mean(jnp.abs(zz[:half] - zz[half : 2 * half]), axis=-1)
     return jnp.mean(num / (den + 1e-5))
 
 
@@ -135,8 +153,8 @@ def make_gan_trainer(
     num_classes = gen.num_classes
     image_shape = gen.image_shape
     batch = num_classes * batch_per_class
-    if weights["diversity"] > 0 and batch < 2:
-        raise ValueError("the diversity term needs at least two samples per batch")
+    if weights["diversity"] > 0 and batch_per_class < 2:
+        raise ConfigError("gan.loss.diversity > 0 needs gan.batch_per_class >= 2 (pairs)")
     use_student = weights["disagreement"] > 0
     use_disc = weights["realism"] > 0
     critic = None
@@ -198,7 +216,7 @@ def make_gan_trainer(
             fake = critic_apply(critic_params, x)[:, 0]
             terms["realism"] = jnp.sum(optax.sigmoid_binary_cross_entropy(fake, 1.0) * w) / wsum
         if weights["diversity"] > 0:  # mode seeking: reward image change per latent change
-            terms["diversity"] = -_mode_seeking(x, z)
+            terms["diversity"] = -_mode_seeking(x, z, num_classes)
         total = sum(weights[t] * v for t, v in terms.items())
         fooled = jnp.sum((jnp.argmax(logits, -1) == labels) * w) / wsum
         return total, (x, logits, {"loss": total, "fooled": fooled, **terms})

@@ -64,6 +64,8 @@ def membership_metrics(
     is_member: np.ndarray, scores: np.ndarray, decisions: np.ndarray
 ) -> dict[str, float | int | None]:
     """Every metric that `results.json` reports for one attack under one protocol."""
+    if np.asarray(is_member, bool).all() or not np.asarray(is_member, bool).any():
+        raise ValueError("membership metrics need both members and non-members")
     counts = confusion(is_member, decisions)
     tp, fn, fp, tn = counts["tp"], counts["fn"], counts["fp"], counts["tn"]
     tpr = tp / (tp + fn)

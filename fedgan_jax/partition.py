@@ -123,16 +123,3 @@ def partition(
         x[p, : len(idx)] = train_x[idx]
         y[p, : len(idx)] = train_y[idx]
     return ClientData(x=x, y=y, counts=counts), owner
-
-
-def max_client_records(train_y: np.ndarray, num_classes: int, roles: Roles) -> int:
-    """The most records any participant can hold for this victim label count.
-
-    It is the sum of the k (or the round-robin share of) largest class sizes: an upper
-    bound over every seeded deal, which a sweep uses as its common capacity.
-    """
-    sizes = np.sort(np.bincount(train_y, minlength=num_classes))[::-1]
-    k = roles.victim_num_labels
-    others = roles.num_participants - 1
-    share = -(-(num_classes - k) // others)  # most labels one non-victim can receive
-    return int(sizes[: max(k, share)].sum())

@@ -28,9 +28,9 @@ import numpy as np
 from absl import logging
 
 from fedgan_jax import config_lib, io, plots
-from fedgan_jax.checkpointing import claim_workdir
-from fedgan_jax.experiment import load_data, run_batch, run_config
-from fedgan_jax.simulation import Engine, RunSpec, common_capacity
+from fedgan_jax.checkpointing import RESUMABLE_FIELDS, claim_workdir
+from fedgan_jax.engine import Engine, RunSpec, common_capacity
+from fedgan_jax.experiment import load_data, run_batch, run_config, with_gan_mode
 
 SUMMARY_METRICS = (
     "tpr",
@@ -83,7 +83,7 @@ def run_sweep(config, workdir: str, *, progress: bool = True) -> dict[str, Any]:
         "sweep: %d runs, %d finished, capacity %d", len(runs), len(runs) - len(todo), capacity
     )
     for mode in dict.fromkeys(r.gan_mode for r in todo):  # one engine per generator mode
-        mode_config = config if mode is None else run_config(config, RunSpec(0, 1, mode))
+        mode_config = with_gan_mode(config, mode)
         _run_mode(
             mode_config,
             dataset,
@@ -104,7 +104,12 @@ def _run_mode(config, dataset, todo, workdir, capacity, progress) -> None:
             batch = todo[start : start + size]
             if len(batch) not in engines:
                 engines[len(batch)] = Engine(config, dataset, len(batch))
-            tag = hashlib.sha256(" ".join(r.name for r in batch).encode()).hexdigest()[:10]
+            # The batch's checkpoints are keyed by its runs and the config: a changed config
+            # never resumes another one's state.
+            ident = " ".join(r.name for r in batch) + config_lib.fingerprint(
+                config, RESUMABLE_FIELDS
+            )
+            tag = hashlib.sha256(ident.encode()).hexdigest()[:10]
             run_batch(
                 config,
                 dataset,

@@ -12,15 +12,13 @@ its real records. One `lax.scan` runs all steps of all epochs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 from jax import lax
 
-Params = Any
-ApplyFn = Callable[[Params, jax.Array], jax.Array]  # (params, images) -> logits
+from fedgan_jax.types import ApplyFn, Params
 
 
 def masked_cross_entropy(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> jax.Array:
@@ -120,9 +118,17 @@ def batched_apply(apply_fn: ApplyFn, params: Params, x: jax.Array, batch_size: i
 
 
 def evaluate(
-    apply_fn: ApplyFn, params: Params, x: jax.Array, y: jax.Array, batch_size: int
+    apply_fn: ApplyFn,
+    params: Params,
+    x: jax.Array,
+    y: jax.Array,
+    batch_size: int,
+    count: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
-    """Accuracy and mean cross-entropy of `params` on (x, y)."""
+    """Accuracy and mean cross-entropy of `params` on (x, y), or on its first `count`."""
     logits = batched_apply(apply_fn, params, x, batch_size)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-    return {"accuracy": jnp.mean(jnp.argmax(logits, -1) == y), "loss": loss}
+    mask = jnp.ones(y.shape, bool) if count is None else jnp.arange(y.shape[0]) < count
+    n = jnp.maximum(mask.sum(), 1)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    correct = jnp.argmax(logits, -1) == y
+    return {"accuracy": jnp.sum(correct & mask) / n, "loss": jnp.sum(loss * mask) / n}

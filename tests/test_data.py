@@ -651,19 +651,28 @@ def test_partition_explicit_capacity():
         partition.partition(images, labels, declared, capacity=21)
 
 
-def test_partition_of_a_seeded_deal_and_max_client_records():
-    """End to end: a dealt split never exceeds the sweep's common capacity bound."""
+def test_partition_of_seeded_deals_with_a_common_capacity():
+    """End to end: every deal of a sweep fits the common capacity the engine computes."""
+    from fedgan_jax.data import Dataset
+    from fedgan_jax.engine import RunSpec, common_capacity, roles_of
+    from tests.conftest import tiny_config
+
     rng = np.random.default_rng(0)
-    labels = rng.integers(0, 10, 300)
-    images = rng.normal(size=(300, 2, 2, 1)).astype(np.float32)
-    for k in (1, 2, 3, 5):
-        roles = _roles(k=k)
-        bound = partition.max_client_records(labels, 10, roles)
-        for seed in range(4):
-            declared = partition.deal_labels(10, roles, seed)
-            clients, owner = partition.partition(images, labels, declared, capacity=bound)
-            assert clients.counts.sum() == 300 and clients.capacity == bound
-            np.testing.assert_array_equal(clients.counts, np.bincount(owner, minlength=5))
-            assert (
-                clients.counts[roles.victim] == np.isin(labels, np.flatnonzero(declared[2])).sum()
-            )
+    labels = rng.integers(0, 10, 300).astype(np.int32)
+    images = rng.normal(size=(300, 28, 28, 1)).astype(np.float32)
+    dataset = Dataset("mnist", images, labels, images[:10], labels[:10])
+    config = tiny_config()
+    runs = [RunSpec(seed, k) for k in (1, 2, 3, 5) for seed in range(4)]
+    capacity = common_capacity(config, dataset, runs)
+    assert capacity % config.fl.batch_size == 0
+    most = 0
+    for run in runs:
+        roles = roles_of(config, run)
+        declared = partition.deal_labels(10, roles, run.seed)
+        clients, owner = partition.partition(images, labels, declared, capacity=capacity)
+        assert clients.counts.sum() == 300 and clients.capacity == capacity
+        np.testing.assert_array_equal(clients.counts, np.bincount(owner, minlength=5))
+        victim_labels = np.flatnonzero(declared[roles.victim])
+        assert clients.counts[roles.victim] == np.isin(labels, victim_labels).sum()
+        most = max(most, int(clients.counts.max()))
+    assert capacity - config.fl.batch_size < most <= capacity  # the tightest batch multiple

@@ -212,7 +212,7 @@ def test_dp_fedavg_clips_every_update_and_adds_calibrated_noise():
     free, _ = plain(params, clients, key, LR)
     new, metrics = clipped(params, clients, key, LR)
     assert (np.asarray(metrics["update_norm"]) > 0.05).all()  # clipping is active
-    step = optax.global_norm(jax.tree.map(jnp.subtract, new, params))
+    step = optax.tree.norm(jax.tree.map(jnp.subtract, new, params))
     assert float(step) <= 0.05 + 1e-6  # a mean of updates of norm <= C
     # A clip far above every update's norm changes nothing.
     loose = jax.jit(federated.make_round(update, num_clients=4, weighting="uniform", clip_norm=1e6))

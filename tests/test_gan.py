@@ -99,6 +99,18 @@ def test_mode_seeking_term():
     np.testing.assert_allclose(float(gan._mode_seeking(images, z)), 0.85, rtol=1e-3)
 
 
+def test_mode_seeking_pairs_samples_of_the_same_class():
+    # 3 per class, 2 classes, labels 0,1,0,1,0,1: rows of the [3, 2] view share a class.
+    z = jnp.arange(12.0).reshape(6, 2)
+    by_class = jnp.array([0.0, 5.0, 0.0, 5.0, 0.0, 5.0])[:, None, None, None] * jnp.ones(
+        (6, 2, 2, 1)
+    )
+    # Every same-class pair is identical, so there is no diversity to reward; pairing
+    # across classes (sample i with i + 3) would see |0 - 5| everywhere.
+    assert float(gan._mode_seeking(by_class, z, num_classes=2)) == 0.0
+    assert float(gan._mode_seeking(by_class, z, num_classes=1)) > 0.0
+
+
 def test_loss_weights_modes_and_overrides():
     assert gan.loss_weights("paper")["ce"] == 1.0
     assert all(v == 0 for k, v in gan.loss_weights("paper").items() if k != "ce")
@@ -107,6 +119,8 @@ def test_loss_weights_modes_and_overrides():
     assert gan.loss_weights("dafl", {"entropy": 0.0})["entropy"] == 0.0
     with pytest.raises(ValueError, match="gan.mode"):
         gan.loss_weights("wgan")
+    with pytest.raises(ValueError, match="use one of them"):  # student and discriminator
+        gan.loss_weights("adversarial", {"realism": 0.3})
 
 
 @pytest.mark.parametrize("keep_confidence", [0.0, 0.11])

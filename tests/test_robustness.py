@@ -167,10 +167,10 @@ BAD_CONFIGS = [
     ({"attack.protocols": ("lenient",)}, "unknown entry 'lenient'"),
     ({"attack.protocols": ()}, "attack.protocols=(): must name at least one"),
     ({"gan.mode": "wgan"}, "gan.mode='wgan': allowed: paper, dafl, adversarial, prior"),
-    ({"gan.trigger": "loss"}, "gan.trigger='loss': allowed: accuracy, round"),
+    ({"gan.trigger": "loss"}, "gan.trigger='loss': allowed: accuracy, own_accuracy, round"),
     ({"fl.victim": 0}, "fl.victim=0 equals fl.adversary"),
     ({"fl.victim": 7}, "fl.victim=7: must be an integer in [0, 4]"),
-    ({"fl.num_participants": 1}, "fl.num_participants=1: must be an integer >= 2"),
+    ({"fl.num_participants": 2}, "fl.num_participants=2: must be an integer >= 3"),
     ({"fl.num_participants": 10}, "the other 9 participants would share 8 labels"),
     ({"fl.client_fraction": 0.0}, "fl.client_fraction=0.0: must lie in (0.0, 1.0]"),
     ({"fl.mesh_devices": 4}, "fl.mesh_devices=4: only 1 cpu device(s) are visible"),
@@ -186,6 +186,9 @@ BAD_CONFIGS = [
     ),
     ({"data.source": "files"}, "data.data_dir='': data.source=files needs the folder"),
     ({"gan.channels": 6}, "gan.channels=6: must be a multiple of 4"),
+    ({"gan.mode": "adversarial", "gan.loss.realism": 0.3}, "use one of them"),
+    ({"adversary.snapshot_every": 5}, "adversary.snapshot_every=5: must be an integer in [0, 3]"),
+    ({"sweep.seeds": (0, 0)}, "sweep.seeds=(0, 0): has a duplicate entry"),
     ({"gan.figure_rounds": (99,)}, "gan.figure_rounds=(99,): rounds in [1, 3]"),
     (
         {"gan.trigger": "round", "gan.trigger_round": 9},
@@ -201,14 +204,21 @@ BAD_FILES = [
 ]
 
 
+def _apply(config, overrides):
+    for field, value in overrides.items():
+        *path, name = field.split(".")
+        node = config
+        for part in path:
+            node = node[part]
+        node[name] = value
+
+
 @pytest.mark.parametrize(
     "overrides, message", BAD_CONFIGS, ids=[",".join(o) for o, _ in BAD_CONFIGS]
 )
 def test_bad_config_is_a_clear_error_and_writes_nothing(tmp_path, overrides, message):
     config = tiny_config()
-    for field, value in overrides.items():
-        section, name = field.split(".")
-        config[section][name] = value
+    _apply(config, overrides)
     workdir = str(tmp_path / "run")
     with pytest.raises(errors.ConfigError) as info:
         train_and_evaluate(config, workdir, progress=False)
@@ -253,3 +263,45 @@ def test_non_finite_training_stops_with_the_round(tmp_path):
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith("error: round 1: non-finite values in a client's local training, client")
     assert not os.path.exists(os.path.join(workdir, "results.json"))
+
+
+def markdown_table() -> str:
+    """The README's bad-input table: every case above, with the message it really gets.
+
+    python -c "from tests.test_robustness import markdown_table; print(markdown_table())"
+    """
+    import tempfile
+
+    rows = ["| input | message (after `error: `) |", "|---|---|"]
+    for overrides, _ in BAD_CONFIGS:
+        config = tiny_config()
+        _apply(config, overrides)
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                train_and_evaluate(config, os.path.join(tmp, "run"), progress=False)
+                message = "(no error)"
+            except errors.FedGanError as e:
+                message = str(e)
+        shown = ", ".join(f"`{k}={v!r}`" for k, v in overrides.items())
+        rows.append(f"| {shown} | {message} |")
+    for mutate, _ in BAD_FILES:
+        with tempfile.TemporaryDirectory() as tmp:
+            config = tiny_config()
+            config.data.source = "files"
+            config.data.max_train_per_class = 0
+            folder = os.path.join(tmp, "files")
+            os.mkdir(folder)
+            files.write_mnist(folder)
+            mutate(folder)
+            config.data.data_dir = folder
+            try:
+                train_and_evaluate(config, os.path.join(tmp, "run"), progress=False)
+                message = "(no error)"
+            except errors.FedGanError as e:
+                message = str(e).replace(tmp, "<dir>")
+        rows.append(f"| MNIST files: {mutate.__name__.strip('_').replace('_', ' ')} | {message} |")
+    rows.append(
+        "| `fl.learning_rate=1e30` (a run) | round 1: non-finite values in a client's "
+        "local training, client 0 (run k2_seed0); the run stops here: ... |"
+    )
+    return "\n".join(rows)

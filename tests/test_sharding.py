@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent(
     from jax.sharding import NamedSharding, PartitionSpec as P
     from fedgan_jax import federated, models
     from fedgan_jax.partition import ClientData
-    from fedgan_jax.simulation import make_mesh
+    from fedgan_jax.engine import make_mesh
 
     assert jax.device_count() == 8, jax.devices()
     model = models.classifier("mnist")

@@ -12,17 +12,14 @@ import pytest
 
 from fedgan_jax import gan
 from fedgan_jax.adversary import adversary_view
+from fedgan_jax.engine import Engine, common_capacity, prepare, run_of
 from fedgan_jax.experiment import load_data
 from fedgan_jax.partition import ClientData
 from fedgan_jax.simulation import (
-    Engine,
+    adversary_attacks,
     adversary_observes,
-    attack_phase,
-    common_capacity,
     federate,
     initial_state,
-    prepare,
-    run_of,
     snapshot,
 )
 
@@ -39,7 +36,20 @@ def _replay(engine, setup, recorded, clients, keys):
         accuracy = recorded["history"]["accuracy"][:, t - 1]
         state = adversary_observes(engine, state, params, accuracy, t, view=view, keys=keys)
     state["params"] = recorded["params"]
-    return attack_phase(engine, setup, state, view=view, keys=keys)
+    return _attacks(engine, setup, state, view, keys)
+
+
+def _attacks(engine, setup, state, view, keys):
+    """The adversary's side of the attack phase, on the whole pool of records."""
+    ds = setup.dataset
+    return adversary_attacks(
+        engine,
+        state,
+        view=view,
+        keys=keys,
+        pool_x=np.concatenate([ds.train_x, ds.test_x]),
+        pool_y=np.concatenate([ds.train_y, ds.test_y]),
+    )
 
 
 def _perturb(clients: ClientData, participant: int, seed: int) -> ClientData:
@@ -55,7 +65,7 @@ def test_replacing_victim_records_changes_nothing_the_adversary_computes(tiny, m
     config = tiny
     config.gan.mode = mode
     config.adversary.snapshot_every = 1  # record every global model for the replay
-    config.attack.attacks = ("gan", "global_model", "loss_threshold")
+    config.attack.attacks = ("gan", "global_model", "loss_threshold")  # the adversary's
     dataset = load_data(config)
     run = run_of(config)
     engine = Engine(config, dataset, num_runs=1)
@@ -69,7 +79,7 @@ def test_replacing_victim_records_changes_nothing_the_adversary_computes(tiny, m
     state = initial_state(engine, setup, view, keys)
     test = (dataset.test_x, dataset.test_y)
     recorded = federate(engine, setup, state, clients=clients, view=view, keys=keys, test=test)
-    original = attack_phase(engine, setup, recorded, view=view, keys=keys)
+    original = _attacks(engine, setup, recorded, view, keys)
 
     replayed = _replay(engine, setup, recorded, setup.clients, keys)
     victim_noise = _replay(engine, setup, recorded, _perturb(setup.clients, fl.victim, 1), keys)
