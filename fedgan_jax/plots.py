@@ -90,7 +90,9 @@ def roc_curves(
 ) -> None:
     """`curves[protocol][label] = (is_member, scores)`; linear and log-log columns."""
     protocols = list(curves)
-    fig, axes = plt.subplots(len(protocols), 2, figsize=(10, 4.2 * len(protocols)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(protocols), 2, figsize=(10, 4.2 * len(protocols)), squeeze=False, layout="constrained"
+    )
     for row, protocol in zip(axes, protocols, strict=True):
         for label, (is_member, scores) in curves[protocol].items():
             fpr, tpr, _ = metrics.roc_curve(is_member, scores)
