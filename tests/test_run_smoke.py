@@ -128,3 +128,62 @@ def test_bad_config_is_one_line_and_no_results(tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == ("error: fl.rounds=0: must be an integer >= 1")
     assert "Traceback" not in proc.stderr
     assert not os.path.exists(os.path.join(workdir, "results.json"))
+
+
+def test_report_prints_every_attack_and_protocol_of_the_run(finished_run):
+    workdir, r, _ = finished_run
+    cmd = [sys.executable, "experiments/report.py", f"--workdir={workdir}"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    rows = {
+        tuple(cells[:2]): cells[2:6]
+        for cells in (line.strip("| ").split(" | ") for line in out.splitlines())
+        if len(cells) > 6 and cells[0] in r["attacks"]
+    }
+    for attack, per_protocol in r["attacks"].items():
+        for protocol, m in per_protocol.items():
+            counts = [str(m[name]) for name in ("tp", "fn", "fp", "tn")]
+            assert rows[(attack, protocol)] == counts, (attack, protocol)
+
+
+def test_benchmark_document_and_its_report(tmp_path):
+    """A tiny benchmark run: every record present and the ratios derived from them."""
+    path = str(tmp_path / "bench.json")
+    cmd = [
+        sys.executable,
+        "experiments/benchmark.py",
+        "--clients=2,3",
+        "--records=64",
+        "--batch_size=32",
+        "--repeats=1",
+        "--modes=engine_seq,python_loop",
+        "--gan=false",
+        "--profile=false",
+        f"--json={path}",
+    ]
+    subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True, timeout=600)
+    with open(path) as f:
+        doc = json.load(f)
+    by = {(rec["mode"], rec["clients"]): rec for rec in doc["records"]}
+    assert set(by) == {(m, n) for m in ("engine_seq", "python_loop") for n in (2, 3)}
+    # XLA's count for one SGD step of the Table II MNIST CNN: ~9.2 MFLOP per sample
+    assert 8e6 < doc["flops_per_sample"] < 11e6
+    for rec in by.values():
+        assert rec["samples_per_second"] > 0 and rec["backend"] == "cpu"
+        expected = rec["samples_per_second"] * rec["flops_per_sample"] / 1e9
+        assert rec["achieved_gflops"] == pytest.approx(expected)
+    for n in (2, 3):
+        ratio = (
+            by[("engine_seq", n)]["samples_per_second"]
+            / by[("python_loop", n)]["samples_per_second"]
+        )
+        assert doc["engine_over_python_loop"][str(n)] == pytest.approx(ratio)
+    torch_path = tmp_path / "torch.jsonl"
+    torch_path.write_text(
+        json.dumps({"clients": 2, "threads": 2, "torch": "x", "samples_per_second": 100.0}) + "\n"
+    )
+    cmd = [sys.executable, "experiments/report.py", f"--benchmark={path}", f"--torch={torch_path}"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    engine_2 = by[("engine_seq", 2)]["samples_per_second"]
+    loop_2 = by[("python_loop", 2)]["samples_per_second"]
+    assert f"| 2 | {engine_2 / loop_2:.2f} | n/a | {engine_2 / 100.0:.2f} |" in out
+    assert f"| 3 | {doc['engine_over_python_loop']['3']:.2f} | n/a | n/a |" in out
