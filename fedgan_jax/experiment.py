@@ -102,6 +102,10 @@ def run_batch(
     )
     keys = engine.run_keys(runs)
     state = initial_state(engine, setup, view, keys)
+    memory = {  # what one run holds between rounds; a batch of R runs holds R times this
+        "state_bytes_per_run": _nbytes(state) // len(runs),
+        "client_bytes_per_run": _nbytes(setup.clients) // len(runs),
+    }
     ckpt = Checkpointer(
         checkpoint_dir,
         every=config.checkpoint.every,
@@ -180,9 +184,14 @@ def run_batch(
             workdir,
             timings={**timings, **shares},
             resumed_from=resumed_from,
+            memory=memory,
         )
         results.append(result)
     return results
+
+
+def _nbytes(tree) -> int:
+    return int(sum(leaf.nbytes for leaf in jax.tree.leaves(tree)))
 
 
 def _environment() -> dict[str, Any]:
@@ -204,6 +213,7 @@ def write_run(
     *,
     timings: dict[str, float],
     resumed_from: int | None,
+    memory: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """results.json, metrics.csv, membership.npz, samples.npz and the figures of run `r`."""
     ds, fl = setup.dataset, config.fl
@@ -254,6 +264,7 @@ def write_run(
         "wall_seconds": timings["total"],
         "phase_seconds": timings,
         "resumed_from_round": resumed_from,
+        "memory": memory,
     }
     samples = None
     if dgen is not None:

@@ -98,6 +98,10 @@ def test_results_fields(finished_run):
             assert names <= set(m)
             assert m["tp"] + m["fn"] == r["client_records"][r["victim"]]
     assert r["d_gen"]["generated"] == 80 and 0 <= r["d_gen"]["kept"] <= 80
+    # carried memory: at least the Table II params (4 B each) and every client image
+    assert r["memory"]["state_bytes_per_run"] > 536_258 * 4
+    images = 28 * 28 * 4 * sum(r["client_records"])
+    assert images < r["memory"]["client_bytes_per_run"] < 2 * images + 5 * 64 * 28 * 28 * 4
 
 
 def test_metrics_recomputed_from_npz_match_results(finished_run):
