@@ -78,16 +78,16 @@ def run_sweep(config, workdir: str, *, progress: bool = True) -> dict[str, Any]:
     io.write_json(os.path.join(workdir, "sweep_config.json"), config_lib.to_dict(config))
     dataset = load_data(config)
     capacity = common_capacity(config, dataset, runs)
-    todo = [r for r in runs if not is_finished(workdir, config, r)]
+    pending = [r for r in runs if not is_finished(workdir, config, r)]
     logging.info(
-        "sweep: %d runs, %d finished, capacity %d", len(runs), len(runs) - len(todo), capacity
+        "sweep: %d runs, %d finished, capacity %d", len(runs), len(runs) - len(pending), capacity
     )
-    for mode in dict.fromkeys(r.gan_mode for r in todo):  # one engine per generator mode
+    for mode in dict.fromkeys(r.gan_mode for r in pending):  # one engine per generator mode
         mode_config = with_gan_mode(config, mode)
         _run_mode(
             mode_config,
             dataset,
-            [r for r in todo if r.gan_mode == mode],
+            [r for r in pending if r.gan_mode == mode],
             workdir,
             capacity,
             progress,
@@ -96,12 +96,12 @@ def run_sweep(config, workdir: str, *, progress: bool = True) -> dict[str, Any]:
     return summarize(config, workdir, runs, results)
 
 
-def _run_mode(config, dataset, todo, workdir, capacity, progress) -> None:
+def _run_mode(config, dataset, pending, workdir, capacity, progress) -> None:
     if config.sweep.batched:
-        size = config.sweep.runs_per_batch or len(todo)
+        size = config.sweep.runs_per_batch or len(pending)
         engines: dict[int, Engine] = {}
-        for start in range(0, len(todo), size):
-            batch = todo[start : start + size]
+        for start in range(0, len(pending), size):
+            batch = pending[start : start + size]
             if len(batch) not in engines:
                 engines[len(batch)] = Engine(config, dataset, len(batch))
             # The batch's checkpoints are keyed by its runs and the config: a changed config
@@ -122,7 +122,7 @@ def _run_mode(config, dataset, todo, workdir, capacity, progress) -> None:
             )
     else:
         engine = Engine(config, dataset, 1)
-        for run in todo:
+        for run in pending:
             folder = run_dir(workdir, run)
             run_batch(
                 config,
