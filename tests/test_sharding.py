@@ -47,18 +47,16 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_sharded_round_matches_unsharded_on_8_devices():
+def _on_8_devices(args):
+    """Runs `args` in a process that sees 8 forced CPU devices (set before JAX starts)."""
     env = dict(
         os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_sharded_round_matches_unsharded_on_8_devices():
+    proc = _on_8_devices([sys.executable, "-c", SCRIPT])
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert proc.stdout.count("ok") == 3
 
@@ -67,27 +65,10 @@ def test_launcher_runs_sharded_end_to_end(tmp_path):
     """--config.fl.mesh_devices=8 through the whole pipeline, and a mesh too large is refused."""
     from tests.test_run_smoke import TINY
 
-    env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"
-    )
     base = [sys.executable, "experiments/run.py", *TINY]
-    ok = subprocess.run(
-        [*base, f"--workdir={tmp_path / 'a'}", "--config.fl.mesh_devices=8"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    ok = _on_8_devices([*base, f"--workdir={tmp_path / 'a'}", "--config.fl.mesh_devices=8"])
     assert ok.returncode == 0, ok.stderr[-4000:]
     assert os.path.exists(tmp_path / "a" / "results.json")
-    bad = subprocess.run(
-        [*base, f"--workdir={tmp_path / 'b'}", "--config.fl.mesh_devices=16"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    bad = _on_8_devices([*base, f"--workdir={tmp_path / 'b'}", "--config.fl.mesh_devices=16"])
     assert bad.returncode == 2
     assert "fl.mesh_devices=16: only 8 cpu device(s) are visible" in bad.stderr
