@@ -91,6 +91,9 @@ def get_config() -> ml_collections.ConfigDict:
     # Global models the adversary keeps besides the latest: every k-th round (0: none).
     # MNIST params are 2.1 MB each: all 400 rounds cost 0.86 GB of host memory.
     c.adversary.snapshot_every = 0
+    # What the adversary uploads each round (fedgan_jax.adversary.UPLOADS): honest = it
+    # trains like every participant.
+    c.adversary.upload = "honest"
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = 10  # rounds between checkpoints (0: never)
@@ -100,6 +103,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.sweep.label_counts = (1, 2, 3, 5)  # victim k values (paper Fig. 6-8)
     c.sweep.seeds = (0, 1)
     c.sweep.gan_modes = ()  # generator modes to compare (): just gan.mode
+    # Axes over any other field: ((field, (value, ...)), ...), e.g.
+    # (("fl.noise_multiplier", (0.0, 0.5, 1.0)),); the product with modes, k and seeds.
+    c.sweep.axes = ()
     c.sweep.batched = False  # True: runs as one vmapped computation (R x memory)
     c.sweep.runs_per_batch = 0  # batched: runs per vmapped batch (0: all)
     return c

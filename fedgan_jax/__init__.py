@@ -28,12 +28,13 @@ from fedgan_jax import (
     models,
     partition,
     protocols,
+    state,
     training,
 )
 from fedgan_jax.adversary import AdversaryView, adversary_view
 from fedgan_jax.data import Dataset, load_dataset
 from fedgan_jax.errors import ConfigError, DataError, FedGanError, NonFiniteError, WorkdirError
-from fedgan_jax.federated import fedavg, make_client_update, make_round
+from fedgan_jax.federated import make_client_update, make_round
 from fedgan_jax.gan import make_gan_trainer
 from fedgan_jax.metrics import membership_metrics
 from fedgan_jax.partition import ClientData, Roles, deal_labels
@@ -52,11 +53,11 @@ __all__ = [
     "WorkdirError",
     "adversary",
     "adversary_view",
+    "state",
     "attack",
     "data",
     "deal_labels",
     "errors",
-    "fedavg",
     "federated",
     "gan",
     "load_dataset",

@@ -1,59 +1,298 @@
-"""What the adversary knows (paper Sec. III-D), and nothing else.
+"""The adversary as a participant (paper Sec. III-D): what it knows, keeps, does and uploads.
 
-The adversary A is one participant. It can keep every global model it receives, it
-controls its own data and training, and it knows every participant's declared label set
-(Sec. III-C). It cannot see another participant's records or updates: the server only
-broadcasts the average.
+The adversary A is one participant. It keeps the global models it receives, controls its
+own data, training and upload, and knows every participant's declared label set
+(Sec. III-C). It never sees another participant's records, updates or losses, the
+server's state or the server's keys: the server broadcasts the new global model (and, for
+the paper's trigger, the main-task accuracy it announces).
 
-`AdversaryView` is exactly that knowledge minus the global models (which the attack
-functions take as a separate argument), and `adversary_view` is the one place that cuts it
-out of the federation's data. Every function of the attack (`gan`, `attack`) takes an
-`AdversaryView` and global params, never `ClientData`, so the threat model is visible in
-the signatures; `tests/test_threat_model.py` replaces the victim's records after the
-federation and checks that nothing the adversary computes changes.
+The signatures say so. Every function here takes at most:
+
+* the adversary's own state (`state.AdversaryState`) and its own keys (`state.AdversaryKeys`);
+* the global params and announcements it receives;
+* its `AdversaryView`: its own records and the declared label sets;
+* for the final attacks, the candidate target records it is asked about.
+
+`observe` is what it does when M_t arrives (keep a snapshot, fire the trigger, take its
+generator steps against the frozen M_t); `attack` is what it computes on the targets after
+the last round. Its upload plugs into the round through `upload_update`: honest by
+default (it trains like every participant); a malicious upload is a function of the
+adversary's own inputs (`UploadInputs`) that the round calls in its slot.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
+
 import jax
 import jax.numpy as jnp
-from flax import struct
+import numpy as np
 
-from fedgan_jax.partition import ClientData
+from fedgan_jax import attack, training
+from fedgan_jax.engine import apply_fn_of, over_runs
+from fedgan_jax.errors import NonFiniteError
+from fedgan_jax.state import AdversaryKeys, AdversaryState, Snapshots, put_row, round_key
+from fedgan_jax.types import Config
+from fedgan_jax.view import AdversaryView, adversary_view  # noqa: F401  (re-exported)
 
+if TYPE_CHECKING:
+    from fedgan_jax.gan import GanTrainer
 
-@struct.dataclass
-class AdversaryView:
-    """The adversary's own records (padded like a client) and every declared label set."""
-
-    own_x: jax.Array  # [capacity, H, W, C]
-    own_y: jax.Array  # [capacity]
-    own_count: jax.Array  # []
-    declared: jax.Array  # [N, num_classes] bool: participant i declared label c
-    victim: jax.Array  # [] int: the participant under attack
-    adversary: jax.Array  # [] int: the adversary itself
-
-    @property
-    def victim_labels(self) -> jax.Array:
-        """[num_classes] bool: the victim's declared labels (the IN rule of Sec. IV-C)."""
-        return self.declared[self.victim]
-
-    @property
-    def declared_classes(self) -> jax.Array:
-        """[num_classes] bool: labels some participant declared (the classes to rebuild)."""
-        return self.declared.any(axis=0)
+UPLOADS = ("honest",)  # what the adversary uploads; malicious uploads add their names here
 
 
-def adversary_view(
-    clients: ClientData, declared: jax.Array, *, adversary: int, victim: int
-) -> AdversaryView:
-    """Cuts the adversary's knowledge out of the federation (works with a leading run axis)."""
-    lead = clients.counts.shape[:-1]  # () for one run, (R,) for a batch of runs
-    return AdversaryView(
-        own_x=clients.x[..., adversary, :, :, :, :],
-        own_y=clients.y[..., adversary, :],
-        own_count=clients.counts[..., adversary],
-        declared=jnp.asarray(declared, bool),
-        victim=jnp.full(lead, victim, jnp.int32),
-        adversary=jnp.full(lead, adversary, jnp.int32),
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The adversary's static settings, read once from the config."""
+
+    trigger: str  # accuracy | own_accuracy | round (gan.TRIGGERS)
+    trigger_accuracy: float
+    trigger_round: int
+    uses_gan: bool  # the gan attack is configured: the generator trains
+    snapshot_every: int  # keep every k-th global model (0: none)
+    rounds: int
+    figure_rounds: tuple[int, ...]
+    figure_per_class: int
+    soft_labels: bool  # attack.label_mode == soft
+    loss_threshold: bool  # attack.attacks holds loss_threshold
+    upload: str = "honest"
+
+    @classmethod
+    def from_config(cls, config: Config) -> Plan:
+        g, a = config.gan, config.attack
+        return cls(
+            trigger=g.trigger,
+            trigger_accuracy=g.trigger_accuracy,
+            trigger_round=g.trigger_round,
+            uses_gan="gan" in a.attacks,
+            snapshot_every=config.adversary.snapshot_every,
+            rounds=config.fl.rounds,
+            figure_rounds=tuple(g.figure_rounds),
+            figure_per_class=g.figure_per_class,
+            soft_labels=a.label_mode == "soft",
+            loss_threshold="loss_threshold" in a.attacks,
+            upload=config.adversary.get("upload", "honest"),
+        )
+
+
+class AdversaryProgram(NamedTuple):
+    """The adversary's compiled functions, over a run axis."""
+
+    own_accuracy: Callable  # (params, view) -> [R]
+    gan_init: Callable  # (keys.gan_init, view) -> GanState
+    gan_update: Callable  # (gan_state, params, view, keys.gan, t, active) -> (state, metrics)
+    figure_grid: Callable  # (gan_state, keys.figure) -> [R, C, n, H, W, ch]
+    sample: Callable  # (gan_state, params, view, keys.sample) -> DGen
+    fit_dgen: Callable  # (keys.attack, dgen) -> (classifier params, metrics)
+    logits: Callable  # (params, x [R, n, ...]) -> [R, n, C]: its own records
+    pool_logits: Callable  # (params, x [n, ...]) -> [R, n, C]: the candidate targets
+    keep: Callable  # (snapshots.params, params, slot) -> snapshots.params (in place)
+
+
+def build_program(
+    config: Config, classifier, image_shape, num_runs: int, trainer: GanTrainer
+) -> AdversaryProgram:
+    apply_fn = apply_fn_of(classifier)
+    eval_bs = config.eval.batch_size
+    a = config.attack
+    train_classifier = attack.make_classifier_trainer(
+        classifier,
+        image_shape,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        learning_rate=a.learning_rate,
     )
+    figure_per_class, soft = config.gan.figure_per_class, config.attack.label_mode == "soft"
+
+    def own_accuracy(params, view):  # what it can measure: the model on its own records
+        return training.evaluate(
+            apply_fn, params, view.own_x, view.own_y, eval_bs, count=view.own_count
+        )["accuracy"]
+
+    def gan_update(gan_state, params, view, key, t, active):
+        new, metrics = trainer.update(gan_state, params, view, round_key(key, t))
+        metrics["finite"] = jnp.isfinite(metrics["loss"]) & training.all_finite(new.generator)
+        return jax.tree.map(lambda n, o: jnp.where(active, n, o), new, gan_state), metrics
+
+    def fit_dgen(key, dgen):
+        return train_classifier(key, dgen.x, dgen.soft if soft else dgen.y, dgen.count)
+
+    def logits(params, x):
+        return training.batched_apply(apply_fn, params, x, eval_bs)
+
+    def keep(kept, params, slot):
+        return jax.tree.map(lambda k, p: k.at[:, slot].set(p), kept, params)
+
+    return AdversaryProgram(
+        own_accuracy=over_runs(own_accuracy, num_runs),
+        gan_init=over_runs(trainer.init, num_runs),
+        gan_update=over_runs(gan_update, num_runs, (0, 0, 0, 0, None, 0)),
+        figure_grid=over_runs(
+            lambda s, k: trainer.images(s.generator, k, figure_per_class), num_runs
+        ),
+        sample=over_runs(trainer.sample, num_runs),
+        fit_dgen=over_runs(fit_dgen, num_runs),
+        logits=over_runs(logits, num_runs),
+        pool_logits=over_runs(logits, num_runs, (0, None)),
+        keep=jax.jit(keep, donate_argnums=0),
+    )
+
+
+def init_state(
+    program: AdversaryProgram,
+    plan: Plan,
+    params,
+    view: AdversaryView,
+    keys: AdversaryKeys,
+    *,
+    grid_shape: tuple[int, ...],
+) -> AdversaryState:
+    """Nothing kept yet; snapshots preallocated, so their memory shows at once."""
+    runs, t = view.victim.shape[0], plan.rounds
+    kept = t // plan.snapshot_every if plan.snapshot_every else 0
+    snapshots = None
+    if kept:
+        snapshots = Snapshots(
+            round=jnp.zeros(kept, jnp.int32),
+            params=jax.tree.map(lambda a: jnp.zeros((runs, kept, *a.shape[1:]), a.dtype), params),
+        )
+    grid = jnp.zeros((runs, *grid_shape), jnp.float32)
+    return AdversaryState(
+        latest=params,
+        gan=program.gan_init(keys.gan_init, view),
+        gan_start=jnp.zeros(runs, jnp.int32),
+        snapshots=snapshots,
+        grids={"first": grid, **{str(r): grid for r in plan.figure_rounds}},
+        own_accuracy=jnp.full((runs, t), jnp.nan, jnp.float32),
+        generator_loss=jnp.full((runs, t), jnp.nan, jnp.float32),
+        generator_fooled=jnp.full((runs, t), jnp.nan, jnp.float32),
+    )
+
+
+def _keep_snapshot(program, plan: Plan, state: AdversaryState, params, t: int) -> AdversaryState:
+    every = plan.snapshot_every
+    if not every or t % every:
+        return state
+    slot = t // every - 1
+    snaps = state.snapshots
+    return state.replace(
+        snapshots=Snapshots(
+            round=snaps.round.at[slot].set(t), params=program.keep(snaps.params, params, slot)
+        )
+    )
+
+
+def fired(plan: Plan, announced_accuracy, own_accuracy, t: int) -> np.ndarray:
+    """[R] whether the trigger fires in round t (Sec. V-C: the announced accuracy)."""
+    if plan.trigger == "accuracy":
+        return np.asarray(announced_accuracy) >= plan.trigger_accuracy
+    if plan.trigger == "own_accuracy":
+        return np.asarray(own_accuracy) >= plan.trigger_accuracy
+    return np.full(np.shape(own_accuracy), t >= plan.trigger_round)
+
+
+def observe(
+    program: AdversaryProgram,
+    plan: Plan,
+    state: AdversaryState,
+    params,
+    announced_accuracy: np.ndarray,
+    t: int,
+    *,
+    view: AdversaryView,
+    keys: AdversaryKeys,
+) -> AdversaryState:
+    """The adversary receives M_t in round t: it keeps M_t (and a snapshot if configured),
+    fires its trigger, and takes its generator steps against the frozen M_t."""
+    state = _keep_snapshot(program, plan, state.replace(latest=params), params, t)
+    own = program.own_accuracy(params, view)
+    start = np.asarray(state.gan_start)
+    start = np.where((start == 0) & fired(plan, announced_accuracy, own, t), t, start)
+    state = state.replace(
+        own_accuracy=put_row(state.own_accuracy, t, own), gan_start=jnp.asarray(start)
+    )
+    active = start > 0
+    if not (active.any() and plan.uses_gan):
+        return state
+    return _generator_step(program, plan, state, params, t, active, view=view, keys=keys)
+
+
+def _generator_step(program, plan, state, params, t, active, *, view, keys) -> AdversaryState:
+    gan_state, gm = program.gan_update(state.gan, params, view, keys.gan, t, jnp.asarray(active))
+    gm = jax.device_get(gm)
+    if not (gm["finite"] | ~active).all():
+        raise NonFiniteError(
+            f"round {t}: non-finite values in the generator (GAN phase); the run stops "
+            "here: lower the learning rate or check the data"
+        )
+    grids = dict(state.grids)
+    due = {"first": np.asarray(state.gan_start) == t, str(t): active}
+    if any(label in grids and d.any() for label, d in due.items()):
+        new = program.figure_grid(gan_state, keys.figure)
+        for label, d in due.items():
+            if label in grids:
+                grids[label] = jnp.where(
+                    jnp.asarray(d)[:, None, None, None, None, None], new, grids[label]
+                )
+    return state.replace(
+        gan=gan_state,
+        grids=grids,
+        generator_loss=put_row(state.generator_loss, t, np.where(active, gm["loss"], np.nan)),
+        generator_fooled=put_row(state.generator_fooled, t, np.where(active, gm["fooled"], np.nan)),
+    )
+
+
+def label_scores(logits, victim_labels) -> tuple[np.ndarray, np.ndarray]:
+    """The label rule over runs: (victim mass scores, IN decisions), ``[R, n]`` each."""
+    logits, labels = jnp.asarray(logits), jnp.asarray(victim_labels)
+    scores = jax.vmap(attack.victim_mass)(logits, labels)
+    return np.asarray(scores), np.asarray(jax.vmap(attack.decide)(logits, labels))
+
+
+def attack_targets(
+    program: AdversaryProgram,
+    plan: Plan,
+    state: AdversaryState,
+    *,
+    view: AdversaryView,
+    keys: AdversaryKeys,
+    pool_x: jax.Array,
+    pool_y: jax.Array,
+) -> dict[str, Any]:
+    """Everything the adversary computes on the target pool (Sec. IV-C, Algorithm 1).
+
+    From its view, the latest global model it kept and its generator: D_gen and the attack
+    classifier trained on it (`gan`), the global model used directly (`global_model`), the
+    loss threshold calibrated on its own records (`loss_threshold`). Host arrays ``[R, ...]``:
+    ``logits``, ``scores`` and ``decisions`` per attack over the pool, and D_gen.
+    """
+    params = state.latest
+    victim_labels = view.victim_labels
+    out: dict[str, Any] = {"logits": {}, "scores": {}, "decisions": {}}
+
+    def labelled(name, logits):
+        out["logits"][name] = np.asarray(logits)
+        out["scores"][name], out["decisions"][name] = label_scores(logits, victim_labels)
+
+    global_logits = np.asarray(program.pool_logits(params, pool_x))
+    labelled("global_model", global_logits)  # always: its accuracy is reported
+    if plan.loss_threshold:
+        own_logits = program.logits(params, view.own_x)
+        scores, decisions = jax.vmap(attack.loss_threshold, in_axes=(0, None, 0, 0, 0))(
+            jnp.asarray(global_logits), jnp.asarray(pool_y), own_logits, view.own_y, view.own_count
+        )
+        out["scores"]["loss_threshold"] = np.asarray(scores)
+        out["decisions"]["loss_threshold"] = np.asarray(decisions)
+    if plan.uses_gan:  # runs whose generator never started are reported as such
+        dgen = program.sample(state.gan, params, view, keys.sample)
+        clf, fit_metrics = program.fit_dgen(keys.attack, dgen)
+        if not np.asarray(fit_metrics["finite"]).all():
+            raise NonFiniteError(
+                f"round {plan.rounds}: non-finite values in the attack classifier; the run "
+                "stops here: lower the learning rate or check the data"
+            )
+        labelled("gan", np.asarray(program.pool_logits(clf, pool_x)))
+        out["dgen"] = jax.device_get(dgen)
+    return out

@@ -1,10 +1,11 @@
 """Checkpoint and resume with orbax-checkpoint, and the guard against mixing experiments.
 
-A checkpoint holds the whole state a run needs to go on (`simulation.initial_state`):
-global params, the round, the adversary's snapshots and generator (params and optax
-state), the figure samples and the metrics so far. PRNG keys are not state: every key is
-derived from the run's seed, the stream and the round (`simulation.STREAMS`), so a resumed
-run draws exactly the numbers an uninterrupted one would.
+A checkpoint holds the whole `state.RunState` a batch of runs needs to go on, as it is:
+the server's global params and round, the adversary's state (latest model, snapshots,
+generator and critic with their optax states, figure samples, its own measurements) and
+the experimenter's log. PRNG keys are not state: every key is derived from the run's
+seed, the stream and the round (`state.STREAMS`), so a resumed run draws exactly the
+numbers an uninterrupted one would.
 
 Orbax writes each checkpoint into a temporary folder and renames it when complete, so a
 kill during a save leaves the previous checkpoint usable. Saves are synchronous: a round
@@ -14,12 +15,12 @@ is not reported done before its checkpoint is.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import orbax.checkpoint as ocp
 
 from fedgan_jax import config_lib, io
 from fedgan_jax.errors import WorkdirError
+from fedgan_jax.state import RunState
 from fedgan_jax.types import Config
 
 # Config sections that do not change a run's numbers: resuming with other values is allowed.
@@ -43,28 +44,23 @@ class Checkpointer:
     def latest_round(self) -> int | None:
         return self.manager.latest_step()
 
-    def maybe_save(self, state: dict[str, Any]) -> bool:
-        t = int(state["round"])
+    def maybe_save(self, state: RunState) -> bool:
+        t = state.round
         if not self.every or (t % self.every and t != self.last_round):
             return False
         if self.manager.latest_step() == t:  # already saved (e.g. resumed at the end)
             return False
-        self.manager.save(t, args=ocp.args.StandardSave(_savable(state)), force=True)
+        self.manager.save(t, args=ocp.args.StandardSave(state), force=True)
         self.manager.wait_until_finished()
         return True
 
-    def restore(self, target: dict[str, Any]) -> dict[str, Any]:
+    def restore(self, target: RunState) -> RunState:
         """The latest checkpoint, shaped like `target` (a fresh initial state)."""
         step = self.manager.latest_step()
-        restored = self.manager.restore(step, args=ocp.args.StandardRestore(_savable(target)))
-        return {**target, **restored}
+        return self.manager.restore(step, args=ocp.args.StandardRestore(target))
 
     def close(self) -> None:
         self.manager.close()
-
-
-def _savable(state: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in state.items() if k != "round_seconds"}
 
 
 # What 'auto' settings resolved to; a resume must resolve them the same way (numerics).

@@ -1,64 +1,101 @@
-"""The compiled functions of an experiment, and the host-side setup of a batch of runs.
+"""Runs, the run axis, and the compiled functions of the server and the evaluation.
 
-An `Engine` holds every jitted pure function a run needs (FedAvg round, evaluation, the
-adversary's generator steps, D_gen, attack classifiers, scoring), built once per config.
-A *batch of runs* (seeds and victim label counts of a sweep) shares the compiled program:
-with R > 1 runs every array carries a leading run axis and the functions are vmapped over
-it; with R = 1 there is no run axis at all (so `lax.cond` stays a real branch). Host-side
-results always carry the run axis (`Engine.fetch`).
+A *batch of runs* (the runs of a sweep that share one compiled program) carries a leading
+run axis ``R`` everywhere; a single run is a batch of one. Every function is written for
+one run and mapped over the run axis once, by `over_runs`. The adversary's compiled
+functions live beside its state in `adversary.py`.
+
+Host-side, `Setup` deals the labels of every run once and pads the clients to a common
+capacity, so every run of a sweep has the same shapes and nothing recompiles.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from fedgan_jax import attack, config_lib, federated, gan, models, partition, training
+from fedgan_jax import attack, config_lib, federated, models, partition, training
 from fedgan_jax.data import Dataset
-from fedgan_jax.types import Config, PRNGKey
+from fedgan_jax.state import round_key
+from fedgan_jax.types import Config
 
-# Independent PRNG streams of a run, folded into the run's key (the one registry).
-STREAMS = {
-    "init": 0,
-    "fl": 1,
-    "gan_init": 2,
-    "gan": 3,
-    "sample": 4,
-    "attack": 5,
-    "oracle": 6,
-    "figure": 7,
-    "strict": 8,  # the strict protocol's held-out sample (numpy, host side)
-}
+# Fields of a run that change only its data and keys, never the compiled program: runs
+# that differ in nothing else share one batch and one compilation.
+DATA_FIELDS = ("seed", "fl.victim_num_labels")
+_SHORT = {"seed": "seed", "fl.victim_num_labels": "k", "gan.mode": ""}
 
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    """What varies between the runs of a sweep."""
+    """One run of a sweep: the config fields its axes set, in axis order."""
 
-    seed: int
-    victim_num_labels: int
-    gan_mode: str | None = None  # None: the config's gan.mode
+    overrides: tuple[tuple[str, Any], ...]
 
     @property
     def name(self) -> str:
-        prefix = f"{self.gan_mode}_" if self.gan_mode else ""
-        return f"{prefix}k{self.victim_num_labels}_seed{self.seed}"
+        """``k2_seed0``, ``adversarial_k2_seed0``, ``noise_multiplier=0.5_k2_seed0``."""
+        parts = []
+        for field, value in self.overrides:
+            short = _SHORT.get(field)
+            parts.append(
+                f"{short}{value}" if short is not None else f"{field.split('.')[-1]}={value}"
+            )
+        return "_".join(parts)
+
+    def get(self, field: str, default: Any = None) -> Any:
+        return dict(self.overrides).get(field, default)
+
+    @property
+    def program_key(self) -> tuple:
+        """The overrides that change the compiled program (all but `DATA_FIELDS`)."""
+        return tuple((f, v) for f, v in self.overrides if f not in DATA_FIELDS)
+
+    def apply(self, config: Config) -> Config:
+        """A resolved copy of `config` with this run's fields set."""
+        c = config.copy_and_resolve_references()
+        with c.unlocked():
+            for field, value in self.overrides:
+                *path, name = field.split(".")
+                node = c
+                for part in path:
+                    node = node[part]
+                node[name] = value
+        return c
 
 
 def run_of(config: Config) -> RunSpec:
-    return RunSpec(config.seed, config.fl.victim_num_labels)
+    """The single run of an experiment config."""
+    return RunSpec((("fl.victim_num_labels", config.fl.victim_num_labels), ("seed", config.seed)))
 
 
-def roles_of(config: Config, run: RunSpec) -> partition.Roles:
-    return partition.Roles(
-        config.fl.num_participants, config.fl.adversary, config.fl.victim, run.victim_num_labels
-    )
+def over_runs(fn: Callable, num_runs: int, in_axes: Any = 0) -> Callable:
+    """``jit(fn)`` mapped over the leading run axis of its arguments and results.
+
+    Several runs: ``jit(vmap(fn))``. One run: the run axis is squeezed inside the jit and
+    restored on the way out, which computes what ``vmap`` would, but keeps `lax.cond` a real
+    branch (under `vmap` it becomes a select that runs both sides, e.g. the padded steps a
+    sequential client loop skips). Arguments with ``in_axes`` None carry no run axis.
+    """
+    if num_runs > 1:
+        return jax.jit(jax.vmap(fn, in_axes=in_axes))
+    axes = in_axes
+
+    def one(*args):
+        per = axes if isinstance(axes, tuple) else (axes,) * len(args)
+        args = [
+            a if ax is None else jax.tree.map(lambda v: v[0], a)
+            for a, ax in zip(args, per, strict=True)
+        ]
+        return jax.tree.map(lambda v: v[None], fn(*args))
+
+    return jax.jit(one)
 
 
 def resolve_client_chunk(chunk: int, backend: str | None = None) -> int:
@@ -78,9 +115,9 @@ def make_mesh(num_devices: int) -> Mesh | None:
 # --------------------------------------------------------------------------- setup
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Setup:
-    """Host-side data of a batch of runs (numpy, run axis first)."""
+    """Host-side data of a batch of runs (numpy, run axis first), dealt once."""
 
     runs: list[RunSpec]
     dataset: Dataset
@@ -95,7 +132,10 @@ class Setup:
 
 def deal(config: Config, dataset: Dataset, run: RunSpec) -> tuple[np.ndarray, np.ndarray]:
     """The run's declared label sets ``[N, C]`` and the owner of each training record."""
-    declared = partition.deal_labels(dataset.num_classes, roles_of(config, run), run.seed)
+    fl = config.fl
+    k = run.get("fl.victim_num_labels", fl.victim_num_labels)
+    roles = partition.Roles(fl.num_participants, fl.adversary, fl.victim, k)
+    declared = partition.deal_labels(dataset.num_classes, roles, run.get("seed", config.seed))
     return declared, partition.owners(dataset.train_y, declared)
 
 
@@ -122,175 +162,107 @@ def prepare(config: Config, dataset: Dataset, runs: Sequence[RunSpec], capacity:
     return Setup(list(runs), dataset, np.stack(declared), np.stack(owners), stacked)
 
 
-# --------------------------------------------------------------------------- engine
+def place_clients(clients: partition.ClientData, mesh: Mesh | None) -> partition.ClientData:
+    """Client arrays ``[R, N, ...]`` on device; with a mesh, the client axis split over it."""
+    clients = jax.tree.map(jnp.asarray, clients)
+    if mesh is None or clients.counts.shape[-1] % mesh.size:  # uneven: the compiler places
+        return clients
+    spec = NamedSharding(mesh, P(None, federated.CLIENT_AXIS))
+    return jax.tree.map(lambda a: jax.device_put(a, spec), clients)
 
 
-class Engine:
-    """The jitted functions of one config for batches of `num_runs` runs.
+# --------------------------------------------------------------------------- programs
 
-    Built once and reused: every run of a sweep has the same shapes (clients padded to a
-    common capacity), so nothing recompiles between runs.
-    """
 
-    def __init__(self, config: Config, dataset: Dataset, num_runs: int):
-        self.config = config
-        self.num_runs = num_runs
-        self.image_shape = dataset.image_shape
-        fl, g, a = config.fl, config.gan, config.attack
-        self.classifier = models.classifier(dataset.name, config.model.conv_impl)
-        self.mesh = make_mesh(config_lib.mesh_devices(config))
-        # What 'auto' resolved to on this backend: recorded with the workdir, so a resume
-        # on another backend (other numerics) is noticed.
-        self.resolved = {
-            "backend": jax.default_backend(),
-            "conv_impl": self.classifier.conv_impl,
-            "client_chunk": resolve_client_chunk(fl.client_chunk),
-        }
+class ServerProgram(NamedTuple):
+    """The federation's compiled functions, over a run axis."""
 
-        def apply_fn(params, x):
-            return self.classifier.apply({"params": params}, x)
+    init: Callable  # (keys.init [R]) -> params [R]
+    round: Callable  # (params, clients, keys.fl, t, lr, adversary_inputs) -> (params, metrics)
 
-        self.apply_fn = apply_fn
-        client_update = federated.make_client_update(
-            apply_fn,
-            local_epochs=fl.local_epochs,
-            batch_size=fl.batch_size,
-        )
-        round_fn = federated.make_round(
-            client_update,
-            num_clients=fl.num_participants,
-            clients_per_round=config_lib.clients_per_round(config),
-            client_chunk=self.resolved["client_chunk"],
-            weighting=fl.weighting,
-            mesh=self.mesh,
-            clip_norm=fl.clip_norm,
-            noise_multiplier=fl.noise_multiplier,
-        )
-        self.gan_trainer = gan.make_gan_trainer(
-            dataset=dataset.name,
-            classifier=self.classifier,
-            mode=g.mode,
-            loss_overrides=dict(g.loss),
-            latent_dim=g.latent_dim,
-            channels=g.channels,
-            batch_per_class=g.batch_per_class,
-            steps_per_round=g.steps_per_round,
-            learning_rate=g.learning_rate,
-            critic_learning_rate=g.critic_learning_rate,
-            samples_per_class=g.samples_per_class,
-            keep_confidence=g.keep_confidence,
-            filter_target=g.filter_target,
-            conv_impl=config.model.conv_impl,
-        )
-        train_classifier = attack.make_classifier_trainer(
-            self.classifier,
-            dataset.image_shape,
-            epochs=a.epochs,
-            batch_size=a.batch_size,
-            learning_rate=a.learning_rate,
-        )
-        eval_bs = config.eval.batch_size
-        shapes = jnp.zeros((1, *dataset.image_shape))
 
-        def key_of(run_key, stream, *fold):
-            key = jax.random.fold_in(run_key, STREAMS[stream])
-            for f in fold:
-                key = jax.random.fold_in(key, f)
-            return key
+class EvalProgram(NamedTuple):
+    """What the experimenter computes: main-task accuracy, the oracle, pool logits."""
 
-        def init(run_key):
-            return models.init_params(self.classifier, key_of(run_key, "init"), shapes)
+    evaluate: Callable  # (params [R], x, y) -> {accuracy, loss} [R]
+    fit_oracle: Callable  # (keys.oracle [R], x, y) -> (classifier params [R], metrics)
+    logits: Callable  # (params [R], x) -> [R, n, C]
 
-        def fl_round(params, clients, run_key, t, learning_rate):
-            return round_fn(params, clients, key_of(run_key, "fl", t), learning_rate)
 
-        def evaluate(params, x, y):
-            return training.evaluate(apply_fn, params, x, y, eval_bs)
+def resolved_settings(config: Config) -> dict[str, Any]:
+    """What 'auto' settings resolve to on this backend (recorded with the workdir)."""
+    return {
+        "backend": jax.default_backend(),
+        "conv_impl": models.resolve_conv_impl(config.model.conv_impl),
+        "client_chunk": resolve_client_chunk(config.fl.client_chunk),
+    }
 
-        def own_accuracy(params, view):  # what the adversary can measure: its own records
-            return training.evaluate(
-                apply_fn, params, view.own_x, view.own_y, eval_bs, count=view.own_count
-            )["accuracy"]
 
-        def gan_init(run_key, view):
-            return self.gan_trainer.init(key_of(run_key, "gan_init"), view)
+def apply_fn_of(classifier) -> Callable:
+    def apply_fn(params, x):
+        return classifier.apply({"params": params}, x)
 
-        def gan_update(state, params, view, run_key, t, active):
-            new, metrics = self.gan_trainer.update(state, params, view, key_of(run_key, "gan", t))
-            metrics["finite"] = jnp.isfinite(metrics["loss"]) & training.all_finite(new.generator)
-            return jax.tree.map(lambda n, o: jnp.where(active, n, o), new, state), metrics
+    return apply_fn
 
-        def figure_grid(state, run_key):
-            return self.gan_trainer.images(
-                state.generator, key_of(run_key, "figure"), config.gan.figure_per_class
-            )
 
-        def sample(state, params, view, run_key):
-            return self.gan_trainer.sample(state, params, view, key_of(run_key, "sample"))
+def build_server(
+    config: Config, classifier, image_shape, num_runs: int, *, mesh=None, adversary_update=None
+) -> ServerProgram:
+    """FedAvg rounds (`federated.make_round`); the adversary's upload from `adversary_update`
+    (None: it trains honestly like every participant)."""
+    fl = config.fl
+    client_update = federated.make_client_update(
+        apply_fn_of(classifier), local_epochs=fl.local_epochs, batch_size=fl.batch_size
+    )
+    round_fn = federated.make_round(
+        client_update,
+        num_clients=fl.num_participants,
+        clients_per_round=config_lib.clients_per_round(config),
+        client_chunk=resolve_client_chunk(fl.client_chunk),
+        weighting=fl.weighting,
+        mesh=mesh,
+        clip_norm=fl.clip_norm,
+        noise_multiplier=fl.noise_multiplier,
+        adversary=fl.adversary,
+        adversary_update=adversary_update,
+    )
 
-        def fit_dgen(run_key, dgen):
-            y = dgen.soft if config.attack.label_mode == "soft" else dgen.y
-            return train_classifier(key_of(run_key, "attack"), dgen.x, y, dgen.count)
+    def init(key):
+        return models.init_params(classifier, key, jnp.zeros((1, *image_shape)))
 
-        def fit_oracle(run_key, x, y):
-            return train_classifier(key_of(run_key, "oracle"), x, y, jnp.int32(x.shape[0]))
+    def fl_round(params, clients, fl_key, t, learning_rate, adversary_inputs):
+        key = round_key(fl_key, t)
+        return round_fn(params, clients, key, learning_rate, adversary_inputs)
 
-        def logits(params, x):
-            return training.batched_apply(apply_fn, params, x, eval_bs)
+    return ServerProgram(
+        init=over_runs(init, num_runs),
+        round=over_runs(fl_round, num_runs, (0, 0, 0, None, None, 0)),
+    )
 
-        def victim_labels(view):
-            return view.victim_labels
 
-        compile_ = self._compile
-        self.init = compile_(init)
-        self.round = compile_(fl_round, (0, 0, 0, None, None))
-        self.evaluate = compile_(evaluate, (0, None, None))
-        self.own_accuracy = compile_(own_accuracy)
-        self.gan_init = compile_(gan_init)
-        self.gan_update = compile_(gan_update, (0, 0, 0, 0, None, 0))
-        self.figure_grid = compile_(figure_grid)
-        self.sample = compile_(sample)
-        self.fit_dgen = compile_(fit_dgen)
-        self.fit_oracle = compile_(fit_oracle, (0, None, None))
-        self.logits = compile_(logits, (0, None))
-        self.logits_each = compile_(logits)  # per-run inputs (the adversary's own records)
-        self.victim_labels = compile_(victim_labels)
+def build_eval(config: Config, classifier, image_shape, num_runs: int) -> EvalProgram:
+    apply_fn = apply_fn_of(classifier)
+    eval_bs = config.eval.batch_size
+    a = config.attack
+    train_classifier = attack.make_classifier_trainer(
+        classifier,
+        image_shape,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        learning_rate=a.learning_rate,
+    )
 
-    def _compile(self, fn: Callable, in_axes=0) -> Callable:
-        """jit(fn) for one run (no run axis), jit(vmap(fn)) for several."""
-        if self.num_runs == 1:
-            return jax.jit(fn)
-        return jax.jit(jax.vmap(fn, in_axes=in_axes))
+    def evaluate(params, x, y):
+        return training.evaluate(apply_fn, params, x, y, eval_bs)
 
-    # Host <-> device in the engine's layout (no run axis when R == 1).
-    def put(self, tree: Any) -> Any:
-        """Host arrays with a run axis -> device arrays in the engine's layout."""
-        if self.num_runs == 1:
-            tree = jax.tree.map(lambda a: a[0], tree)
-        return jax.tree.map(jnp.asarray, tree)
+    def fit_oracle(key, x, y):
+        return train_classifier(key, x, y, jnp.int32(x.shape[0]))
 
-    def fetch(self, tree: Any) -> Any:
-        """Device arrays in the engine's layout -> numpy with a run axis."""
-        tree = jax.device_get(tree)
-        if self.num_runs == 1:
-            tree = jax.tree.map(lambda a: np.asarray(a)[None], tree)
-        return jax.tree.map(np.asarray, tree)
+    def logits(params, x):
+        return training.batched_apply(apply_fn, params, x, eval_bs)
 
-    def run_keys(self, runs: Sequence[RunSpec]) -> PRNGKey:
-        keys = jnp.stack([jax.random.key(r.seed) for r in runs])
-        return keys[0] if self.num_runs == 1 else keys
-
-    def place_clients(self, clients: partition.ClientData) -> partition.ClientData:
-        """Client arrays on device; with a mesh, the client axis split over it."""
-        clients = self.put(clients)
-        if self.mesh is None:
-            return clients
-        from jax.sharding import NamedSharding
-        from jax.sharding import PartitionSpec as P
-
-        lead = (None,) if self.num_runs > 1 else ()
-        n = clients.counts.shape[-1]
-        if n % self.mesh.size:  # uneven: leave placement to the compiler
-            return clients
-        spec = NamedSharding(self.mesh, P(*lead, federated.CLIENT_AXIS))
-        return jax.tree.map(lambda a: jax.device_put(a, spec), clients)
+    return EvalProgram(
+        evaluate=over_runs(evaluate, num_runs, (0, None, None)),
+        fit_oracle=over_runs(fit_oracle, num_runs, (0, None, None)),
+        logits=over_runs(logits, num_runs, (0, None)),
+    )

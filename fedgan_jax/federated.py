@@ -74,21 +74,9 @@ def learning_rate_at(
     raise ConfigError(f"fl.lr_schedule={schedule!r}: allowed: {', '.join(SCHEDULES)}")
 
 
-def fedavg(global_params: Params, client_params: Params, weights: jax.Array) -> Params:
-    """Paper Eq. 1: the global params plus the weighted mean of the client updates.
-
-    `client_params` has a leading client axis; `weights` is ``[clients]`` (clients with
-    weight 0 do not count). Equal to the weighted mean of the client params.
-    """
-    update_sum = jax.tree.map(
-        lambda g, c: jnp.tensordot(weights, c - g, axes=1), global_params, client_params
-    )
-    return apply_mean_update(global_params, update_sum, jnp.sum(weights))
-
-
 def apply_mean_update(global_params: Params, update_sum: Params, weight_sum: jax.Array) -> Params:
-    """``M + update_sum / weight_sum``: the last step of Eq. 1, shared by `fedavg` and the
-    round (which accumulates ``update_sum`` client by client)."""
+    """Paper Eq. 1's last step, ``M + update_sum / weight_sum``: the round accumulates
+    ``update_sum = sum_k w_k (W_k - M)`` client by client (`train_and_sum`)."""
     return jax.tree.map(
         lambda g, u: g + (u / weight_sum).astype(g.dtype), global_params, update_sum
     )
@@ -161,32 +149,97 @@ def make_round(
     mesh: Mesh | None = None,
     clip_norm: float = 0.0,
     noise_multiplier: float = 0.0,
+    adversary: int | None = None,
+    adversary_update: Callable | None = None,
 ) -> Callable:
-    """Returns ``round_fn(global_params, clients, key, learning_rate) -> (params, metrics)``.
+    """Returns ``round_fn(global_params, clients, key, learning_rate, adversary_inputs=None)
+    -> (params, metrics)``.
 
     `clients` is `ClientData` of ``num_clients`` clients. ``clients_per_round`` below
     ``num_clients`` samples that many distinct clients per round (seeded by `key`).
     metrics: per selected client ``client`` (index), ``loss``, ``steps``, ``finite``.
 
+    The adversary's upload: with ``adversary_update`` None, participant ``adversary`` trains
+    honestly like everyone. Otherwise its slot calls ``adversary_update(adversary_inputs,
+    global_params, x, y, count, learning_rate) -> (params, metrics)`` (metrics shaped like
+    `client_update`'s) on its own records; ``adversary_inputs`` is whatever the adversary
+    passes (its state, its own key), which the round forwards and never reads.
+
     Defense (DP-FedAvg, McMahan et al., ICLR 2018): ``clip_norm`` > 0 clips every client's
     update to that global L2 norm (metrics gain ``update_norm``, before clipping);
     ``noise_multiplier`` z > 0 adds N(0, (z * clip_norm / sum_k w_k)^2) to each coordinate
     of the mean update (with uniform weights, the user-level Gaussian mechanism).
-    Not jitted here: jit it (the simulation does), or vmap it over runs first.
+    Not jitted here: jit it, or vmap it over runs first.
     """
     m = num_clients if clients_per_round is None else clients_per_round
     if not 1 <= m <= num_clients:
         raise ConfigError(f"clients_per_round={m}: must lie in [1, {num_clients}]")
     if noise_multiplier > 0 and not clip_norm > 0:
         raise ConfigError("noise_multiplier > 0 needs clip_norm > 0 (it sets the noise scale)")
+    if adversary_update is not None and adversary is None:
+        raise ConfigError("adversary_update needs the adversary's index (adversary=...)")
     shards = 1 if mesh is None else mesh.shape[CLIENT_AXIS]
     slots = -(-m // shards) * shards  # selected clients, padded to the mesh
+    upload = _uploads(client_update, adversary, adversary_update)
+    local = _local_sum(upload, client_chunk, weighting, clip_norm, mesh)
 
-    def local(global_params, x, y, counts, keys, learning_rate):
-        """Trains these clients; returns their weighted update sum and weight sum."""
+    def round_fn(global_params, clients: ClientData, key, learning_rate, adversary_inputs=None):
+        select_key, train_key, noise_key = jax.random.split(key, 3)
+        idx, x, y, counts = _select(clients, select_key, num_clients, m, slots)
+        keys = jax.vmap(jax.random.fold_in, (None, 0))(train_key, idx)
+        update_sum, weight_sum, metrics = local(
+            global_params, x, y, counts, keys, idx, learning_rate, adversary_inputs
+        )
+        if noise_multiplier > 0:  # DP-FedAvg: Gaussian noise of std z*C on the clipped sum
+            update_sum = _add_noise(update_sum, noise_key, noise_multiplier * clip_norm)
+        new_global = apply_mean_update(global_params, update_sum, weight_sum)
+        metrics = {k: v[:m] for k, v in metrics.items()}
+        return new_global, {"client": idx[:m], **metrics}
 
-        def client_delta(*client_args):
-            new_params, metrics = client_update(global_params, *client_args, learning_rate)
+    return round_fn
+
+
+def _select(clients: ClientData, key, num_clients: int, m: int, slots: int):
+    """The round's clients (all, or m sampled), padded to `slots` with count-0 no-ops."""
+    if m < num_clients:
+        chosen = jnp.sort(jax.random.permutation(key, num_clients)[:m])
+    else:
+        chosen = jnp.arange(m)
+    if slots == m == clients.num_clients:  # everyone, no padding: no gather
+        return chosen, clients.x, clients.y, clients.counts
+    idx = jnp.concatenate([chosen, jnp.zeros((slots - m,), chosen.dtype)])
+    counts = jnp.where(jnp.arange(slots) < m, clients.counts[idx], 0)
+    return idx, clients.x[idx], clients.y[idx], counts
+
+
+def _uploads(client_update, adversary, adversary_update) -> Callable:
+    """``upload(global_params, x, y, count, key, who, lr, adversary_inputs)``: the honest
+    client update, or in the adversary's slot its own update function."""
+
+    def upload(global_params, x, y, count, key, who, learning_rate, adversary_inputs):
+        def honest():
+            return client_update(global_params, x, y, count, key, learning_rate)
+
+        if adversary_update is None:
+            return honest()
+
+        def malicious():
+            return adversary_update(adversary_inputs, global_params, x, y, count, learning_rate)
+
+        return lax.cond(who == adversary, malicious, honest)
+
+    return upload
+
+
+def _local_sum(upload, client_chunk, weighting, clip_norm, mesh) -> Callable:
+    """Trains the given clients; returns their weighted update sum, weight sum, metrics
+    (with a mesh: each device its clients, then explicit psums)."""
+
+    def local(global_params, x, y, counts, keys, idx, learning_rate, adversary_inputs):
+        def client_delta(cx, cy, count, key, who):
+            new_params, metrics = upload(
+                global_params, cx, cy, count, key, who, learning_rate, adversary_inputs
+            )
             delta = jax.tree.map(jnp.subtract, new_params, global_params)
             if clip_norm > 0:
                 delta, metrics["update_norm"] = clip_update(delta, clip_norm)
@@ -194,54 +247,36 @@ def make_round(
 
         w = client_weights(counts, weighting)
         update_sum, metrics = train_and_sum(
-            client_delta, global_params, (x, y, counts, keys), w, client_chunk
+            client_delta, global_params, (x, y, counts, keys, idx), w, client_chunk
         )
         return update_sum, jnp.sum(w), metrics
 
-    if mesh is not None:
-        inner = local
+    if mesh is None:
+        return local
 
-        def local(global_params, x, y, counts, keys, learning_rate):
-            update_sum, weight_sum, metrics = inner(
-                global_params, x, y, counts, keys, learning_rate
-            )
-            return lax.psum(update_sum, CLIENT_AXIS), lax.psum(weight_sum, CLIENT_AXIS), metrics
-
-        local = jax.shard_map(
-            local,
-            mesh=mesh,
-            in_specs=(P(), P(CLIENT_AXIS), P(CLIENT_AXIS), P(CLIENT_AXIS), P(CLIENT_AXIS), P()),
-            out_specs=(P(), P(), P(CLIENT_AXIS)),
-            # jax 0.10's varying-axes check rejects `min` of a per-client and a replicated
-            # value under vmap (it asks for check_vma=False); the psums above are explicit
-            # and tests/test_sharding.py checks the result against the unsharded round.
-            check_vma=False,
+    def sharded(global_params, x, y, counts, keys, idx, learning_rate, adversary_inputs):
+        update_sum, weight_sum, metrics = local(
+            global_params, x, y, counts, keys, idx, learning_rate, adversary_inputs
         )
+        return lax.psum(update_sum, CLIENT_AXIS), lax.psum(weight_sum, CLIENT_AXIS), metrics
 
-    def round_fn(global_params, clients: ClientData, key, learning_rate):
-        select_key, train_key, noise_key = jax.random.split(key, 3)
-        if m < num_clients:
-            chosen = jnp.sort(jax.random.permutation(select_key, num_clients)[:m])
-        else:
-            chosen = jnp.arange(m)
-        if slots == m == clients.num_clients:  # everyone, no padding: no gather
-            idx, x, y, counts = chosen, clients.x, clients.y, clients.counts
-        else:  # padding slots (to divide the mesh) train client 0 with count 0: no-ops
-            idx = jnp.concatenate([chosen, jnp.zeros((slots - m,), chosen.dtype)])
-            x, y = clients.x[idx], clients.y[idx]
-            counts = jnp.where(jnp.arange(slots) < m, clients.counts[idx], 0)
-        keys = jax.vmap(jax.random.fold_in, (None, 0))(train_key, idx)
-        update_sum, weight_sum, metrics = local(global_params, x, y, counts, keys, learning_rate)
-        if noise_multiplier > 0:  # DP-FedAvg: Gaussian noise of std z*C on the clipped sum
-            leaves, treedef = jax.tree.flatten(update_sum)
-            noise_keys = jax.random.split(noise_key, len(leaves))
-            noisy = [
-                u + noise_multiplier * clip_norm * jax.random.normal(k, u.shape, u.dtype)
-                for u, k in zip(leaves, noise_keys, strict=True)
-            ]
-            update_sum = jax.tree.unflatten(treedef, noisy)
-        new_global = apply_mean_update(global_params, update_sum, weight_sum)
-        metrics = {k: v[:m] for k, v in metrics.items()}
-        return new_global, {"client": chosen, **metrics}
+    c = P(CLIENT_AXIS)
+    return jax.shard_map(
+        sharded,
+        mesh=mesh,
+        in_specs=(P(), c, c, c, c, c, P(), P()),
+        out_specs=(P(), P(), c),
+        # jax 0.10's varying-axes check rejects `min` of a per-client and a replicated
+        # value under vmap (it asks for check_vma=False); the psums above are explicit
+        # and tests/test_sharding.py checks the result against the unsharded round.
+        check_vma=False,
+    )
 
-    return round_fn
+
+def _add_noise(update_sum: Params, key, std: float) -> Params:
+    leaves, treedef = jax.tree.flatten(update_sum)
+    keys = jax.random.split(key, len(leaves))
+    noisy = [
+        u + std * jax.random.normal(k, u.shape, u.dtype) for u, k in zip(leaves, keys, strict=True)
+    ]
+    return jax.tree.unflatten(treedef, noisy)

@@ -39,9 +39,9 @@ from flax import struct
 from jax import lax
 
 from fedgan_jax import models, training
-from fedgan_jax.adversary import AdversaryView
 from fedgan_jax.errors import ConfigError
 from fedgan_jax.types import Params
+from fedgan_jax.view import AdversaryView
 
 MODES = ("paper", "dafl", "adversarial", "prior")
 # When the generator starts: the main-task accuracy the server announces reaches the

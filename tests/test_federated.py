@@ -31,26 +31,85 @@ def make_clients(key, counts, capacity, dim=6, classes=3, pad_value=0.0):
     return ClientData(x=jnp.asarray(x), y=jnp.asarray(y), counts=jnp.asarray(counts, jnp.int32))
 
 
-def test_fedavg_is_example_weighted_mean_by_hand():
+def _weighted_mean(global_params, client_params, weights):
+    """Reference FedAvg (paper Eq. 1), written out: M + sum_k w_k (W_k - M) / sum_k w_k."""
+    w = np.asarray(weights, np.float64)
+    return jax.tree.map(
+        lambda g, c: np.asarray(g) + np.tensordot(w, np.asarray(c) - np.asarray(g), 1) / w.sum(),
+        global_params,
+        client_params,
+    )
+
+
+def _shift_update(params, x, y, count, key, learning_rate):
+    """A client whose new params are the global ones plus its first pixel: a known upload."""
+    del y, key, learning_rate
+    new = jax.tree.map(lambda p: p + x[0, 0, 0, 0], params)
+    metrics = {"loss": x[0, 0, 0, 0], "steps": count, "finite": jnp.bool_(True)}
+    return new, metrics
+
+
+def _shift_clients(shifts, counts):
+    x = np.zeros((len(shifts), 4, 1, 1, 1), np.float32)
+    x[:, 0, 0, 0, 0] = shifts
+    return ClientData(
+        x=jnp.asarray(x),
+        y=jnp.zeros((len(shifts), 4), jnp.int32),
+        counts=jnp.asarray(counts, jnp.int32),
+    )
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 2])
+def test_round_is_the_example_weighted_mean_by_hand(chunk):
     g = {"a": jnp.array([0.0, 0.0]), "b": jnp.array(1.0)}
-    clients = {
-        "a": jnp.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]),
-        "b": jnp.array([2.0, 4.0, 8.0]),
-    }
-    counts = jnp.array([1.0, 2.0, 5.0])
-    out = federated.fedavg(g, clients, counts)
-    # weights 1/8, 2/8, 5/8: a = (1*[1,2] + 2*[3,4] + 5*[5,6]) / 8 = [32/8, 40/8]
-    np.testing.assert_allclose(out["a"], [4.0, 5.0], rtol=1e-6)
-    np.testing.assert_allclose(out["b"], (2 + 8 + 40) / 8, rtol=1e-6)
-    uniform = federated.fedavg(g, clients, jnp.ones(3))
-    np.testing.assert_allclose(uniform["a"], [3.0, 4.0], rtol=1e-6)
+    clients = _shift_clients([1.0, 3.0, 5.0], [1, 2, 4])
+    round_fn = federated.make_round(_shift_update, num_clients=3, client_chunk=chunk)
+    out, _ = jax.jit(round_fn)(g, clients, jax.random.key(0), 0.1)
+    # weights 1/7, 2/7, 4/7: shift = (1*1 + 2*3 + 4*5) / 7 = 27/7
+    np.testing.assert_allclose(out["a"], [27 / 7, 27 / 7], rtol=1e-6)
+    np.testing.assert_allclose(out["b"], 1 + 27 / 7, rtol=1e-6)
+    uniform = federated.make_round(_shift_update, num_clients=3, weighting="uniform")
+    out, _ = jax.jit(uniform)(g, clients, jax.random.key(0), 0.1)
+    np.testing.assert_allclose(out["a"], [3.0, 3.0], rtol=1e-6)
 
 
-def test_fedavg_ignores_zero_weight_clients():
+def test_round_ignores_zero_count_clients():
     g = {"w": jnp.zeros(3)}
-    clients = {"w": jnp.array([[1.0, 1.0, 1.0], [100.0, -5.0, 7.0]])}
-    out = federated.fedavg(g, clients, jnp.array([4.0, 0.0]))
+    clients = _shift_clients([1.0, 100.0], [4, 0])
+    out, _ = jax.jit(federated.make_round(_shift_update, num_clients=2))(
+        g, clients, jax.random.key(0), 0.1
+    )
     np.testing.assert_allclose(out["w"], [1.0, 1.0, 1.0])
+
+
+def test_adversary_upload_replaces_only_its_slot_and_gets_only_its_inputs():
+    """The adversary's update function runs in its slot (and only there), with what the
+    adversary passes; everyone else trains honestly."""
+    g = {"w": jnp.zeros(2)}
+    clients = _shift_clients([1.0, 2.0, 4.0], [1, 1, 1])
+    seen = {}
+
+    def malicious(inputs, global_params, x, y, count, learning_rate):
+        seen["x"] = x  # traced: its own records only
+        new = jax.tree.map(lambda p: p + inputs["boost"], global_params)
+        return new, {"loss": inputs["boost"], "steps": count, "finite": jnp.bool_(True)}
+
+    for chunk in (0, 1):
+        round_fn = federated.make_round(
+            _shift_update,
+            num_clients=3,
+            client_chunk=chunk,
+            adversary=2,
+            adversary_update=malicious,
+        )
+        out, metrics = jax.jit(round_fn)(g, clients, jax.random.key(0), 0.1, {"boost": 10.0})
+        # clients 0 and 1 upload +1 and +2, the adversary (slot 2) +10 instead of +4
+        np.testing.assert_allclose(out["w"], [13 / 3, 13 / 3], rtol=1e-6)
+        np.testing.assert_allclose(metrics["loss"], [1.0, 2.0, 10.0])
+    assert seen["x"].shape == clients.x.shape[1:]
+    honest = federated.make_round(_shift_update, num_clients=3, adversary=2)
+    out, _ = jax.jit(honest)(g, clients, jax.random.key(0), 0.1, {"boost": 10.0})
+    np.testing.assert_allclose(out["w"], [7 / 3, 7 / 3], rtol=1e-6)  # inputs ignored
 
 
 LR = 0.5
@@ -107,7 +166,7 @@ def _reference_round(update, params, clients, key, chosen, weights):
         new, _ = update(params, clients.x[c], clients.y[c], clients.counts[c], k, LR)
         results.append(new)
     stacked = jax.tree.map(lambda *a: jnp.stack(a), *results)
-    return federated.fedavg(params, stacked, jnp.asarray(weights, jnp.float32))
+    return _weighted_mean(params, stacked, weights)
 
 
 @pytest.mark.parametrize("chunk", [0, 1, 2, 3])

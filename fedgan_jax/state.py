@@ -1,0 +1,140 @@
+"""What a batch of runs carries between rounds: three roles, three immutable pytrees.
+
+* `ServerState`: the federation's truth, the global params and the round.
+* `AdversaryState`: what the adversary kept (paper Sec. III-D): the latest global model
+  it received, the snapshots it chose to keep, its generator (and critic) state, when its
+  generator started, and its own per-round measurements. The server never reads it.
+* `EvalLog`: what the experimenter records for the report (main-task accuracy and loss,
+  the clients' training losses). No adversary function ever receives it.
+
+Every array carries a leading run axis ``R``: a single run is a batch of one. The states
+are `flax.struct.dataclass` pytrees, updated with ``.replace``, and orbax saves and
+restores them as they are (`checkpointing.Checkpointer`).
+
+Keys follow the same split (`derive_keys`): each role gets its own streams, folded from
+the run's seed, so the adversary's functions can be handed its keys and nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from fedgan_jax.types import Params
+
+# Independent PRNG streams of a run, folded into the run's key (the one registry).
+STREAMS = {
+    "init": 0,
+    "fl": 1,
+    "gan_init": 2,
+    "gan": 3,
+    "sample": 4,
+    "attack": 5,
+    "oracle": 6,
+    "figure": 7,
+    "strict": 8,  # the strict protocol's held-out sample (numpy, host side)
+    "upload": 9,  # the adversary's own upload (malicious uploads only)
+}
+
+
+@struct.dataclass
+class ServerKeys:
+    init: jax.Array  # [R] the global model's initialisation
+    fl: jax.Array  # [R] client selection, local shuffles, DP noise (round t folded in)
+
+
+@struct.dataclass
+class AdversaryKeys:
+    gan_init: jax.Array
+    gan: jax.Array
+    sample: jax.Array
+    attack: jax.Array
+    figure: jax.Array
+    upload: jax.Array
+
+
+@struct.dataclass
+class EvalKeys:
+    oracle: jax.Array  # the evaluation-side upper bound's classifier
+
+
+def derive_keys(run_keys: jax.Array) -> tuple[ServerKeys, AdversaryKeys, EvalKeys]:
+    """The streams of each role from ``[R]`` run keys (``jax.random.key(seed)``)."""
+
+    def stream(name):
+        return jax.vmap(jax.random.fold_in, (0, None))(run_keys, STREAMS[name])
+
+    return (
+        ServerKeys(init=stream("init"), fl=stream("fl")),
+        AdversaryKeys(**{f: stream(f) for f in AdversaryKeys.__dataclass_fields__}),
+        EvalKeys(oracle=stream("oracle")),
+    )
+
+
+def round_key(stream_key: jax.Array, t: Any) -> jax.Array:
+    """The key of round t of one stream (the same numbers on resume: keys are not state)."""
+    return jax.random.fold_in(stream_key, t)
+
+
+@struct.dataclass
+class ServerState:
+    params: Params  # [R, ...] the global model M_t
+    round: jax.Array  # [] rounds done (shared by the runs of a batch)
+
+
+@struct.dataclass
+class Snapshots:
+    """Every `every`-th global model the adversary kept, preallocated (``[R, K, ...]``)."""
+
+    round: jax.Array  # [K] the round of each slot
+    params: Params  # [R, K, ...]
+
+
+@struct.dataclass
+class AdversaryState:
+    latest: Params  # [R, ...] the latest global model it received (its discriminator)
+    gan: Any  # gan.GanState with a run axis
+    gan_start: jax.Array  # [R] round of its first generator update (0: not yet)
+    snapshots: Snapshots | None  # None when it keeps none (orbax saves no empty arrays)
+    grids: dict[str, jax.Array]  # figure samples, [R, C, n, H, W, ch] per label
+    own_accuracy: jax.Array  # [R, T] the global model on its own records, per round
+    generator_loss: jax.Array  # [R, T] (nan before the generator starts)
+    generator_fooled: jax.Array  # [R, T]
+
+
+@struct.dataclass
+class EvalLog:
+    accuracy: jax.Array  # [R, T] main-task accuracy on the test split
+    loss: jax.Array  # [R, T]
+    client_loss: jax.Array  # [R, T, clients per round]
+
+
+@struct.dataclass
+class RunState:
+    server: ServerState
+    adversary: AdversaryState
+    log: EvalLog
+
+    @property
+    def round(self) -> int:
+        return int(self.server.round)
+
+
+def put_row(table: jax.Array, t: int, values: Any) -> jax.Array:
+    """``table`` [R, T, ...] with column ``t - 1`` (round t, 1-based) set to `values`."""
+    return jnp.asarray(table).at[:, t - 1].set(jnp.asarray(values, table.dtype))
+
+
+def eval_log(num_runs: int, rounds: int, clients_per_round: int) -> EvalLog:
+    return EvalLog(
+        accuracy=jnp.zeros((num_runs, rounds), jnp.float32),
+        loss=jnp.zeros((num_runs, rounds), jnp.float32),
+        client_loss=jnp.zeros((num_runs, rounds, clients_per_round), jnp.float32),
+    )
+
+
+def nbytes(tree: Any) -> int:
+    return int(sum(leaf.nbytes for leaf in jax.tree.leaves(tree)))

@@ -1,0 +1,272 @@
+"""A finished sweep's summary: tables over seeds and figures, for any set of axes.
+
+Rows group the runs by their *setting* (every axis value but the seed): every setting x
+attack x protocol with the mean and standard deviation over seeds (``summary.csv``,
+``summary.md``), and every setting's accuracies (``accuracy.csv``). Figures: TP/FN and ROC
+by k for each setting of the other axes, D_gen per generator mode when ``gan.mode`` is an
+axis, and the main-task accuracy of every run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from fedgan_jax import io, plots
+from fedgan_jax.engine import RunSpec
+from fedgan_jax.outputs import per_class_grid
+
+SUMMARY_METRICS = (
+    "tpr",
+    "fpr",
+    "precision",
+    "balanced_accuracy",
+    "auc",
+    "tpr_at_1pct_fpr",
+    "tpr_at_0.1pct_fpr",
+    "tp",
+    "fn",
+    "fp",
+    "tn",
+)
+ACCURACY_FIELDS = (
+    "final_main_task_accuracy",
+    "global_model_accuracy",
+    "attack_model_accuracy",
+    "oracle_model_accuracy",
+    "wall_seconds",
+)
+COLUMN = {"fl.victim_num_labels": "k", "gan.mode": "gan_mode"}  # short column names
+
+
+def setting(run: RunSpec) -> tuple:
+    """The run's axis values but the seed (what its seeds are averaged over)."""
+    return tuple((f, v) for f, v in run.overrides if f != "seed")
+
+
+def columns(run: RunSpec) -> dict[str, Any]:
+    return {COLUMN.get(f, f): v for f, v in setting(run)}
+
+
+def _mean_std(values) -> tuple[float | None, float | None]:
+    v = np.array([x for x in values if x is not None], np.float64)
+    return (v.mean() if len(v) else None), (v.std(ddof=1) if len(v) > 1 else None)
+
+
+def _groups(runs: Sequence[RunSpec]) -> dict[tuple, list[RunSpec]]:
+    groups: dict[tuple, list[RunSpec]] = {}
+    for r in runs:
+        groups.setdefault(setting(r), []).append(r)
+    return groups
+
+
+def _attack_rows(config, groups, results) -> list[dict]:
+    rows = []
+    for attack in config.attack.attacks:
+        for protocol in config.attack.protocols:
+            for mine in groups.values():
+                per_seed = [
+                    results[r]["attacks"][attack][protocol]
+                    for r in mine
+                    if results[r]["attacks"].get(attack)
+                ]
+                row = {
+                    "attack": attack,
+                    "protocol": protocol,
+                    **columns(mine[0]),
+                    "seeds": len(per_seed),
+                }
+                for name in SUMMARY_METRICS:
+                    row[f"{name}_mean"], row[f"{name}_std"] = _mean_std(
+                        m.get(name) for m in per_seed
+                    )
+                rows.append(row)
+    return rows
+
+
+def _accuracy_rows(groups, results) -> list[dict]:
+    rows = []
+    for mine in groups.values():
+        found = [results[r] for r in mine]
+        row = {**columns(mine[0]), "seeds": len(found)}
+        for key in ACCURACY_FIELDS:
+            row[f"{key}_mean"], row[f"{key}_std"] = _mean_std(m.get(key) for m in found)
+        d_gen = [m.get("d_gen") or {} for m in found]
+        row["d_gen_diversity_mean"], row["d_gen_diversity_std"] = _mean_std(
+            d.get("diversity") for d in d_gen
+        )
+        row["real_diversity"] = _mean_std(d.get("real_diversity") for d in d_gen)[0]
+        rows.append(row)
+    return rows
+
+
+def summarize(
+    config,
+    workdir: str,
+    runs: Sequence[RunSpec],
+    results: dict,
+    run_dir: Callable[[str, RunSpec], str],
+) -> dict[str, Any]:
+    """Writes summary.csv / summary.md / accuracy.csv and the figures; returns the rows."""
+    groups = _groups(runs)
+    rows, accuracy_rows = _attack_rows(config, groups, results), _accuracy_rows(groups, results)
+    for name, table in (("summary.csv", rows), ("accuracy.csv", accuracy_rows)):
+        io.write_csv(os.path.join(workdir, name), list(table[0]), [list(r.values()) for r in table])
+    io.write_text(os.path.join(workdir, "summary.md"), markdown(rows, accuracy_rows))
+    _figures(config, workdir, runs, results, run_dir)
+    return {"rows": rows, "accuracy": accuracy_rows}
+
+
+def _fmt(mean, std, digits=3) -> str:
+    if mean is None:
+        return "n/a"
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+
+
+def _setting_names(row: dict) -> list[str]:
+    fixed = {"attack", "protocol", "seeds", "real_diversity"}
+    return [k for k in row if k not in fixed and not k.endswith(("_mean", "_std"))]
+
+
+def markdown(rows: list[dict], accuracy_rows: list[dict]) -> str:
+    names = _setting_names(rows[0])
+    metrics = ("tpr", "fpr", "auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "balanced_accuracy")
+    head = [
+        "attack",
+        "protocol",
+        *names,
+        "seeds",
+        "TPR (paper's accuracy)",
+        "FPR",
+        "AUC",
+        "TPR@1%FPR",
+        "TPR@0.1%FPR",
+        "balanced acc.",
+        "TP",
+        "FN",
+        "FP",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["attack"], r["protocol"], *(str(r[n]) for n in names), str(r["seeds"])]
+        cells += [_fmt(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics]
+        cells += [_fmt(r[f"{m}_mean"], r[f"{m}_std"], 1) for m in ("tp", "fn", "fp")]
+        lines.append("| " + " | ".join(cells) + " |")
+    head = [
+        *names,
+        "seeds",
+        "main-task acc.",
+        "attack classifier acc. (gan)",
+        "ratio to global",
+        "oracle acc.",
+        "D_gen diversity (real)",
+        "wall s",
+    ]
+    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in accuracy_rows:
+        attack_acc, global_acc = r["attack_model_accuracy_mean"], r["global_model_accuracy_mean"]
+        ratio = f"{attack_acc / global_acc:.3f}" if attack_acc and global_acc else "n/a"
+        real = f"{r['real_diversity']:.2f}" if r["real_diversity"] is not None else "n/a"
+        cells = [
+            *(str(r[n]) for n in names),
+            str(r["seeds"]),
+            _fmt(r["final_main_task_accuracy_mean"], r["final_main_task_accuracy_std"]),
+            _fmt(attack_acc, r["attack_model_accuracy_std"]),
+            ratio,
+            _fmt(r["oracle_model_accuracy_mean"], r["oracle_model_accuracy_std"]),
+            f"{_fmt(r['d_gen_diversity_mean'], r['d_gen_diversity_std'], 2)} ({real})",
+            _fmt(r["wall_seconds_mean"], r["wall_seconds_std"], 0),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _figures(config, workdir, runs, results, run_dir) -> None:
+    _modes_figure(config, workdir, runs, results, run_dir)
+    others: dict[tuple, list[RunSpec]] = {}  # by-k figures per setting of the other axes
+    for r in runs:
+        key = tuple((f, v) for f, v in setting(r) if f != "fl.victim_num_labels")
+        others.setdefault(key, []).append(r)
+    for key, mine in others.items():
+        suffix = (
+            "".join(f"__{v}" if f == "gan.mode" else f"__{f.split('.')[-1]}={v}" for f, v in key)
+            if len(others) > 1
+            else ""
+        )
+        _by_k_figures(config, workdir, suffix, mine, results, run_dir)
+    plots.accuracy_curve(
+        os.path.join(workdir, "accuracy_by_run.png"),
+        {r.name: np.asarray(results[r]["main_task_accuracy"]) for r in runs},
+        title="Main-task accuracy per run",
+    )
+
+
+def _modes_figure(config, workdir, runs, results, run_dir) -> None:
+    """One grid of D_gen per generator mode (its first run) beside real records."""
+    modes = list(dict.fromkeys(r.get("gan.mode") for r in runs if r.get("gan.mode")))
+    if len(modes) < 2:
+        return
+    panels = []
+    for mode in modes:
+        first = next(r for r in runs if r.get("gan.mode") == mode)
+        path = os.path.join(run_dir(workdir, first), "samples.npz")
+        if os.path.exists(path):
+            acc = results[first].get("attack_model_accuracy")
+            panels.append(
+                (
+                    mode + (f" (attack acc. {acc:.2f})" if acc is not None else ""),
+                    np.load(path)["d_gen"],
+                )
+            )
+    if panels:
+        from fedgan_jax.experiment import load_data
+
+        ds = load_data(config)
+        grid = panels[0][1]
+        real = per_class_grid(ds.test_x, ds.test_y, grid.shape[0], grid.shape[1])
+        plots.reconstructions(
+            os.path.join(workdir, "modes.png"),
+            [*panels, ("real", real)],
+            title="D_gen per generator mode",
+        )
+
+
+def _by_k_figures(config, workdir, suffix, runs, results, run_dir) -> None:
+    ks = sorted({r.get("fl.victim_num_labels") for r in runs})
+    attacks, protocols = config.attack.attacks, config.attack.protocols
+
+    def done(r, a):
+        return results[r]["attacks"].get(a)
+
+    plots.tp_fn_by_k(
+        os.path.join(workdir, f"tp_fn_by_k{suffix}.png"),
+        {
+            a: {
+                p: {
+                    k: [
+                        results[r]["attacks"][a][p]
+                        for r in runs
+                        if r.get("fl.victim_num_labels") == k and done(r, a)
+                    ]
+                    for k in ks
+                }
+                for p in protocols
+            }
+            for a in attacks
+        },
+    )
+    curves = {p: {a: {} for a in attacks} for p in protocols}
+    for protocol in protocols:
+        for attack in attacks:
+            for k in ks:
+                mine = [r for r in runs if r.get("fl.victim_num_labels") == k and done(r, attack)]
+                npz = [np.load(os.path.join(run_dir(workdir, r), "membership.npz")) for r in mine]
+                if npz:  # seeds pooled into one ROC per k
+                    curves[protocol][attack][k] = (
+                        np.concatenate([z[f"is_member__{protocol}"] for z in npz]),
+                        np.concatenate([z[f"score__{attack}__{protocol}"] for z in npz]),
+                    )
+    plots.roc_by_k(os.path.join(workdir, f"roc_by_k{suffix}.png"), curves)
