@@ -654,7 +654,7 @@ def test_partition_explicit_capacity():
 def test_partition_of_seeded_deals_with_a_common_capacity():
     """End to end: every deal of a sweep fits the common capacity the engine computes."""
     from fedgan_jax.data import Dataset
-    from fedgan_jax.engine import RunSpec, common_capacity, roles_of
+    from fedgan_jax.engine import RunSpec, common_capacity
     from tests.conftest import tiny_config
 
     rng = np.random.default_rng(0)
@@ -662,13 +662,20 @@ def test_partition_of_seeded_deals_with_a_common_capacity():
     images = rng.normal(size=(300, 28, 28, 1)).astype(np.float32)
     dataset = Dataset("mnist", images, labels, images[:10], labels[:10])
     config = tiny_config()
-    runs = [RunSpec(seed, k) for k in (1, 2, 3, 5) for seed in range(4)]
+    runs = [
+        RunSpec((("fl.victim_num_labels", k), ("seed", seed)))
+        for k in (1, 2, 3, 5)
+        for seed in range(4)
+    ]
     capacity = common_capacity(config, dataset, runs)
     assert capacity % config.fl.batch_size == 0
     most = 0
     for run in runs:
-        roles = roles_of(config, run)
-        declared = partition.deal_labels(10, roles, run.seed)
+        fl = config.fl
+        roles = partition.Roles(
+            fl.num_participants, fl.adversary, fl.victim, run.get("fl.victim_num_labels")
+        )
+        declared = partition.deal_labels(10, roles, run.get("seed"))
         clients, owner = partition.partition(images, labels, declared, capacity=capacity)
         assert clients.counts.sum() == 300 and clients.capacity == capacity
         np.testing.assert_array_equal(clients.counts, np.bincount(owner, minlength=5))

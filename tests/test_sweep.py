@@ -96,3 +96,47 @@ def test_batched_sweep_matches_sequential(sequential, tmp_path):
                 assert a["attacks"][attack][protocol]["auc"] == pytest.approx(
                     b["attacks"][attack][protocol]["auc"], abs=0.03
                 )
+
+
+def test_any_config_field_is_a_sweep_axis(tmp_path):
+    from tests.conftest import tiny_config
+
+    config = tiny_config()
+    config.sweep.axes = (("fl.learning_rate", (0.05, 0.02)),)
+    config.sweep.label_counts = (2,)
+    config.sweep.seeds = (0,)
+    config.attack.attacks = ("global_model",)
+    config.checkpoint.every = 0
+    runs = sweep_runs(config)
+    assert [r.name for r in runs] == ["learning_rate=0.05_k2_seed0", "learning_rate=0.02_k2_seed0"]
+    summary = run_sweep(config, str(tmp_path), progress=False)
+    accuracies = []
+    for r, lr in zip(runs, (0.05, 0.02), strict=True):
+        result = io.read_json(os.path.join(run_dir(str(tmp_path), r), "results.json"))
+        assert result["config"]["fl"]["learning_rate"] == lr
+        accuracies.append(result["main_task_accuracy"])
+    assert accuracies[0] != accuracies[1]  # the axis reached the federation
+    assert {row["fl.learning_rate"] for row in summary["rows"]} == {0.05, 0.02}
+    assert "| global_model | paper | 0.05 | 2 | 1 |" in open(tmp_path / "summary.md").read()
+
+
+@pytest.mark.parametrize(
+    "axes, message",
+    [
+        ((("fl.no_such_field", (1, 2)),), "no config field 'fl.no_such_field'"),
+        ((("seed", (1, 2)),), "seed has its own axis field, sweep.seeds"),
+        ((("fl.learning_rate", ()),), "must be (field, (value, ...))"),
+        ((("fl.learning_rate", (0.1, 0.1)),), "has a duplicate entry"),
+        ((("fl.learning_rate", (0.1, -1.0)),), "fl.learning_rate=-1.0: must lie in (0.0, inf]"),
+    ],
+)
+def test_bad_sweep_axes_are_refused_before_any_run(tmp_path, axes, message):
+    from fedgan_jax.errors import ConfigError
+    from tests.conftest import tiny_config
+
+    config = tiny_config()
+    config.sweep.axes = axes
+    with pytest.raises(ConfigError) as info:
+        run_sweep(config, str(tmp_path / "sweep"), progress=False)
+    assert message in str(info.value)
+    assert not os.path.exists(tmp_path / "sweep")

@@ -1,100 +1,172 @@
-"""The adversary reads no victim data (paper Sec. III-D), in every generator mode.
+"""The adversary reads only what a participant has (paper Sec. III-D), in every mode.
 
-After the federation has produced its global models, the victim's records are replaced by
-noise and the adversary is replayed over the same global models: D_gen and every score it
-computes must be bit-for-bit the same. As a control, perturbing the adversary's *own*
-records does change what it computes, so the comparison can fail.
+Behaviour: after the federation has produced its global models, every *other*
+participant's records (the victim's and the benign ones') are replaced by noise and the
+adversary is replayed over the same global models with the same announcements: its
+state, D_gen and every score must be bit-for-bit the same. As a control, perturbing the
+adversary's *own* records does change what it computes, so the comparison can fail.
+
+Signatures: no adversary function can even be handed the server's state, its keys, the
+experimenter's log (other clients' losses) or the federation's client arrays.
 """
 
+import inspect
+
+import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from fedgan_jax import adversary as adv
 from fedgan_jax import gan
-from fedgan_jax.adversary import adversary_view
-from fedgan_jax.engine import Engine, common_capacity, prepare, run_of
+from fedgan_jax.engine import common_capacity, place_clients, prepare, run_of
 from fedgan_jax.experiment import load_data
 from fedgan_jax.partition import ClientData
-from fedgan_jax.simulation import (
-    adversary_attacks,
-    adversary_observes,
-    federate,
-    initial_state,
-    snapshot,
-)
+from fedgan_jax.simulation import build_engine, federate, initial_state, run_keys
+from fedgan_jax.state import AdversaryKeys, ServerKeys
+
+# What an adversary function may take (module doc of fedgan_jax/adversary.py).
+ALLOWED = {
+    "program",
+    "plan",
+    "state",
+    "params",
+    "announced_accuracy",
+    "t",
+    "view",
+    "keys",
+    "pool_x",
+    "pool_y",
+    "logits",
+    "victim_labels",
+    "own_accuracy",
+    "config",
+    "classifier",
+    "image_shape",
+    "num_runs",
+    "trainer",
+    "grid_shape",
+    "cls",
+}
 
 
-def _replay(engine, setup, recorded, clients, keys):
-    """The adversary alone, over the recorded global models, with this client data."""
-    fl = engine.config.fl
-    view = adversary_view(
-        engine.put(clients), engine.put(setup.declared), adversary=fl.adversary, victim=fl.victim
-    )
-    state = initial_state(engine, setup, view, keys)
-    for t in range(1, fl.rounds + 1):
-        params = engine.put(snapshot(recorded, t))
-        accuracy = recorded["history"]["accuracy"][:, t - 1]
-        state = adversary_observes(engine, state, params, accuracy, t, view=view, keys=keys)
-    state["params"] = recorded["params"]
-    return _attacks(engine, setup, state, view, keys)
+def test_adversary_signatures_admit_only_its_own_inputs():
+    public = [
+        f
+        for name, f in vars(adv).items()
+        if inspect.isfunction(f) and f.__module__ == adv.__name__ and not name.startswith("_")
+    ]
+    assert {f.__name__ for f in public} >= {"observe", "attack_targets", "init_state"}
+    for f in public:
+        params = set(inspect.signature(f).parameters)
+        assert params <= ALLOWED, (f.__name__, params - ALLOWED)
+        hints = " ".join(str(p.annotation) for p in inspect.signature(f).parameters.values())
+        for forbidden in (
+            "ServerState",
+            "ServerKeys",
+            "EvalLog",
+            "ClientData",
+            "RunState",
+            "Keys]",
+        ):
+            assert forbidden not in hints, (f.__name__, forbidden)
+    # The adversary's keys are its own streams: none of them is a server stream.
+    assert not set(AdversaryKeys.__dataclass_fields__) & set(ServerKeys.__dataclass_fields__)
 
 
-def _attacks(engine, setup, state, view, keys):
-    """The adversary's side of the attack phase, on the whole pool of records."""
-    ds = setup.dataset
-    return adversary_attacks(
-        engine,
-        state,
-        view=view,
-        keys=keys,
-        pool_x=np.concatenate([ds.train_x, ds.test_x]),
-        pool_y=np.concatenate([ds.train_y, ds.test_y]),
-    )
-
-
-def _perturb(clients: ClientData, participant: int, seed: int) -> ClientData:
+def _perturb(clients: ClientData, participants, seed: int) -> ClientData:
     rng = np.random.default_rng(seed)
-    x, y = clients.x.copy(), clients.y.copy()
-    x[:, participant] = rng.uniform(-1, 1, x[:, participant].shape).astype(np.float32)
-    y[:, participant] = rng.integers(0, 10, y[:, participant].shape)
+    x, y = np.array(clients.x), np.array(clients.y)
+    for p in participants:
+        x[:, p] = rng.uniform(-1, 1, x[:, p].shape).astype(np.float32)
+        y[:, p] = rng.integers(0, 10, y[:, p].shape)
     return ClientData(x=x, y=y, counts=clients.counts)
 
 
+def _replay(engine, config, setup, recorded, clients, keys):
+    """The adversary alone, over the recorded global models and announcements."""
+    fl = config.fl
+    view = adv.adversary_view(
+        place_clients(clients, None), setup.declared, adversary=fl.adversary, victim=fl.victim
+    )
+    params = recorded.server.params
+    state = adv.init_state(
+        engine.adversary,
+        engine.plan,
+        jax.tree.map(jnp.zeros_like, params),
+        view,
+        keys.adversary,
+        grid_shape=recorded.adversary.grids["first"].shape[1:],
+    )
+    snaps = recorded.adversary.snapshots
+    for t in range(1, fl.rounds + 1):
+        m_t = jax.tree.map(lambda a, i=t - 1: a[:, i], snaps.params)
+        announced = np.asarray(recorded.log.accuracy[:, t - 1])
+        state = adv.observe(
+            engine.adversary, engine.plan, state, m_t, announced, t, view=view, keys=keys.adversary
+        )
+    return state, _attacks(engine, setup, state, view, keys)
+
+
+def _attacks(engine, setup, state, view, keys):
+    ds = setup.dataset
+    return adv.attack_targets(
+        engine.adversary,
+        engine.plan,
+        state,
+        view=view,
+        keys=keys.adversary,
+        pool_x=jnp.asarray(np.concatenate([ds.train_x, ds.test_x])),
+        pool_y=jnp.asarray(np.concatenate([ds.train_y, ds.test_y])),
+    )
+
+
+def _assert_same(a, b):
+    for field in ("x", "y", "soft", "target", "count"):
+        np.testing.assert_array_equal(getattr(a["dgen"], field), getattr(b["dgen"], field))
+    assert a["scores"].keys() == b["scores"].keys()
+    for name in a["scores"]:
+        np.testing.assert_array_equal(a["scores"][name], b["scores"][name])
+        np.testing.assert_array_equal(a["decisions"][name], b["decisions"][name])
+
+
 @pytest.mark.parametrize("mode", gan.MODES)
-def test_replacing_victim_records_changes_nothing_the_adversary_computes(tiny, mode):
+def test_other_participants_records_change_nothing_the_adversary_computes(tiny, mode):
     config = tiny
     config.gan.mode = mode
     config.adversary.snapshot_every = 1  # record every global model for the replay
     config.attack.attacks = ("gan", "global_model", "loss_threshold")  # the adversary's
     dataset = load_data(config)
     run = run_of(config)
-    engine = Engine(config, dataset, num_runs=1)
+    engine = build_engine(config, dataset, 1)
     setup = prepare(config, dataset, [run], common_capacity(config, dataset, [run]))
-    keys = engine.run_keys([run])
-    clients = engine.place_clients(setup.clients)
+    keys = run_keys(setup)
+    clients = place_clients(setup.clients, None)
     fl = config.fl
-    view = adversary_view(
-        clients, engine.put(setup.declared), adversary=fl.adversary, victim=fl.victim
+    view = adv.adversary_view(clients, setup.declared, adversary=fl.adversary, victim=fl.victim)
+    state = initial_state(engine, config, setup, view, keys)
+    test = (jnp.asarray(dataset.test_x), jnp.asarray(dataset.test_y))
+    recorded = federate(
+        engine, config, setup, state, clients=clients, view=view, keys=keys, test=test
     )
-    state = initial_state(engine, setup, view, keys)
-    test = (dataset.test_x, dataset.test_y)
-    recorded = federate(engine, setup, state, clients=clients, view=view, keys=keys, test=test)
-    original = _attacks(engine, setup, recorded, view, keys)
+    original = _attacks(engine, setup, recorded.adversary, view, keys)
 
-    replayed = _replay(engine, setup, recorded, setup.clients, keys)
-    victim_noise = _replay(engine, setup, recorded, _perturb(setup.clients, fl.victim, 1), keys)
-    for out in (replayed, victim_noise):
-        for field in ("x", "y", "soft", "target", "count"):
-            np.testing.assert_array_equal(
-                getattr(out["dgen"], field), getattr(original["dgen"], field)
-            )
-        for attack in original["scores"]:
-            np.testing.assert_array_equal(out["scores"][attack], original["scores"][attack])
-            np.testing.assert_array_equal(out["decisions"][attack], original["decisions"][attack])
+    others = [p for p in range(fl.num_participants) if p != fl.adversary]
+    replayed, out = _replay(engine, config, setup, recorded, setup.clients, keys)
+    noised, out_noise = _replay(
+        engine, config, setup, recorded, _perturb(setup.clients, others, 1), keys
+    )
+    for state_b, out_b in ((replayed, out), (noised, out_noise)):
+        _assert_same(original, out_b)
+        chex.assert_trees_all_equal(state_b.gan, recorded.adversary.gan)
+        np.testing.assert_array_equal(state_b.gan_start, recorded.adversary.gan_start)
 
     # Control: the adversary's own records do reach its computation (the loss threshold is
-    # calibrated on them), so an adversary that read the victim's records would be caught.
-    own_noise = _replay(engine, setup, recorded, _perturb(setup.clients, fl.adversary, 2), keys)
+    # calibrated on them), so an adversary that read the others' records would be caught.
+    _, own_noise = _replay(
+        engine, config, setup, recorded, _perturb(setup.clients, [fl.adversary], 2), keys
+    )
     assert not np.array_equal(
         own_noise["decisions"]["loss_threshold"], original["decisions"]["loss_threshold"]
     )

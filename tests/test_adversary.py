@@ -1,0 +1,128 @@
+"""The adversary module on its own: what `observe` keeps, when the trigger fires, when the
+generator steps, and the label rule over runs (no federation needed)."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fedgan_jax import adversary as adv
+from fedgan_jax import models
+from fedgan_jax.partition import ClientData
+from fedgan_jax.simulation import gan_trainer
+from fedgan_jax.state import derive_keys
+from tests.conftest import tiny_config
+
+RUNS = 2
+
+
+@pytest.fixture(scope="module")
+def setting():
+    config = tiny_config()
+    config.fl.rounds = 4
+    config.adversary.snapshot_every = 2
+    config.gan.figure_rounds = (3,)
+    clf = models.classifier("mnist")
+
+    class _DS:
+        name = "mnist"
+
+    program = adv.build_program(config, clf, (28, 28, 1), RUNS, gan_trainer(config, _DS, clf))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (RUNS, 5, 8, 28, 28, 1)).astype(np.float32)
+    y = rng.integers(0, 10, (RUNS, 5, 8)).astype(np.int32)
+    clients = ClientData(x=jnp.asarray(x), y=jnp.asarray(y), counts=jnp.full((RUNS, 5), 6))
+    declared = np.zeros((RUNS, 5, 10), bool)
+    for c in range(10):
+        declared[:, c % 5, c] = True
+    view = adv.adversary_view(clients, declared, adversary=0, victim=1)
+    keys = derive_keys(jnp.stack([jax.random.key(0), jax.random.key(1)]))[1]
+    params = [
+        jax.vmap(lambda k: models.init_params(clf, k, jnp.zeros((1, 28, 28, 1))))(
+            jax.random.split(jax.random.key(t), RUNS)
+        )
+        for t in range(5)
+    ]
+    return config, program, view, keys, params
+
+
+def _observe_all(setting, plan, announced):
+    config, program, view, keys, params = setting
+    state = adv.init_state(program, plan, params[0], view, keys, grid_shape=(10, 2, 28, 28, 1))
+    for t in range(1, 5):
+        state = adv.observe(
+            program, plan, state, params[t], announced[t - 1], t, view=view, keys=keys
+        )
+    return state
+
+
+def test_observe_keeps_the_latest_model_and_every_kth_snapshot(setting):
+    config, program, view, keys, params = setting
+    plan = dataclasses.replace(adv.Plan.from_config(config), trigger="round", trigger_round=3)
+    state = _observe_all(setting, plan, np.zeros((4, RUNS)))
+    jax.tree.map(np.testing.assert_array_equal, state.latest, params[4])
+    np.testing.assert_array_equal(state.snapshots.round, [2, 4])
+    for slot, t in enumerate((2, 4)):
+        jax.tree.map(
+            lambda kept, p, s=slot: np.testing.assert_array_equal(kept[:, s], p),
+            state.snapshots.params,
+            params[t],
+        )
+    # generator: off in rounds 1-2, on from round 3 (trigger=round), first grid filled then
+    np.testing.assert_array_equal(state.gan_start, [3, 3])
+    loss = np.asarray(state.generator_loss)
+    assert np.isnan(loss[:, :2]).all() and np.isfinite(loss[:, 2:]).all()
+    assert int(state.gan.steps[0]) == 2 * config.gan.steps_per_round
+    assert float(jnp.abs(state.grids["first"]).sum()) > 0
+    assert float(jnp.abs(state.grids["3"]).sum()) > 0
+    own = np.asarray(state.own_accuracy)
+    assert np.isfinite(own).all() and ((own >= 0) & (own <= 1)).all()
+
+
+def test_accuracy_trigger_fires_per_run_on_the_announcement(setting):
+    config, *_ = setting
+    plan = dataclasses.replace(
+        adv.Plan.from_config(config), trigger="accuracy", trigger_accuracy=0.5
+    )
+    # run 0 reaches 0.5 in round 2, run 1 never: only run 0's generator steps
+    announced = np.array([[0.1, 0.1], [0.6, 0.2], [0.4, 0.3], [0.9, 0.49]])
+    state = _observe_all(setting, plan, announced)
+    np.testing.assert_array_equal(state.gan_start, [2, 0])
+    loss = np.asarray(state.generator_loss)
+    assert np.isfinite(loss[0, 1:]).all() and np.isnan(loss[1]).all()
+    assert int(state.gan.steps[0]) == 3 * config.gan.steps_per_round
+    assert int(state.gan.steps[1]) == 0  # never started: its generator is untouched
+
+
+def test_fired_rules():
+    plan = adv.Plan.from_config(tiny_config())
+    acc = dataclasses.replace(plan, trigger="accuracy", trigger_accuracy=0.9)
+    own = dataclasses.replace(plan, trigger="own_accuracy", trigger_accuracy=0.9)
+    rnd = dataclasses.replace(plan, trigger="round", trigger_round=5)
+    announced, mine = np.array([0.95, 0.5]), np.array([0.5, 0.95])
+    np.testing.assert_array_equal(adv.fired(acc, announced, mine, 1), [True, False])
+    np.testing.assert_array_equal(adv.fired(own, announced, mine, 1), [False, True])
+    np.testing.assert_array_equal(adv.fired(rnd, announced, mine, 4), [False, False])
+    np.testing.assert_array_equal(adv.fired(rnd, announced, mine, 5), [True, True])
+
+
+def test_view_and_label_rule_over_runs():
+    declared = np.zeros((2, 3, 4), bool)
+    declared[0, 1, [1, 3]] = True  # run 0: the victim (1) holds 1 and 3
+    declared[1, 1, [0]] = True  # run 1: the victim holds 0
+    declared[:, 2, 2] = True
+    clients = ClientData(
+        x=jnp.zeros((2, 3, 2, 1, 1, 1)),
+        y=jnp.zeros((2, 3, 2), jnp.int32),
+        counts=jnp.ones((2, 3), jnp.int32),
+    )
+    view = adv.adversary_view(clients, declared, adversary=0, victim=1)
+    np.testing.assert_array_equal(view.victim_labels, declared[:, 1])
+    np.testing.assert_array_equal(view.declared_classes[0], [False, True, True, True])
+    logits = jnp.array([[[0, 5.0, 0, 0], [5.0, 0, 0, 0]], [[5.0, 0, 0, 0], [0, 0, 5.0, 0]]])
+    scores, decisions = adv.label_scores(logits, view.victim_labels)
+    np.testing.assert_array_equal(decisions, [[True, False], [True, False]])
+    probs = jax.nn.softmax(logits)
+    np.testing.assert_allclose(scores[0], probs[0][:, 1] + probs[0][:, 3], rtol=1e-6)
