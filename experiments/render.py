@@ -164,7 +164,7 @@ def _throughput_table(by: dict, counts: list[int], torch: dict) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for mode in _ENGINE_MODES:
-        for n in [1, *counts]:
+        for n in dict.fromkeys([1, *counts]):  # single_client is n=1; --clients may hold 1
             r = by.get((mode, n))
             if r:
                 lines.append(

@@ -143,3 +143,10 @@ def test_benchmark_tables_ratios_and_rows():
     assert (
         modes.index("| engine_seq") < modes.index("| python_loop") < modes.index("| single_client")
     )
+
+
+def test_benchmark_tables_one_row_per_mode_and_count_when_clients_include_1():
+    doc = dict(BENCHMARK, records=[_throughput("engine_seq", 1, 100.0)])
+    doc.pop("engine_scaling_last_over_first")
+    out = render.benchmark_tables(doc, []).splitlines()
+    assert sum(line.startswith("| engine_seq | 1 |") for line in out) == 1
