@@ -21,6 +21,8 @@ fraction of this machine's fp32 matmul peak (a 2048 x 2048 sgemm, measured here)
 generator's steps per second and the attack classifier's training samples per second.
 """
 
+import dataclasses
+import functools
 import json
 import os
 import statistics
@@ -97,203 +99,296 @@ def _layer_profile(batch, repeats):
     return profile
 
 
-def main(argv):
-    del argv
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """What every throughput record shares."""
+
+    backend: str
+    batch: int
+    records: int  # per client
+    repeats: int
+    flops: dict  # FLOPs per training sample, by convolution implementation
+    sgemm_gflops: float
+
+
+def _sgemm_gflops():
+    """The machine's attainable fp32 peak: a large sgemm."""
     import jax
-    import jax.numpy as jnp
-    import numpy as np
-    import optax
 
-    from fedgan_jax import attack, federated, gan, models
-    from fedgan_jax.adversary import AdversaryView
-    from fedgan_jax.partition import ClientData
-
-    backend = jax.default_backend()
-    batch, records, repeats = _BATCH.value, _RECORDS.value, _REPEATS.value
-    out = {
-        "backend": backend,
-        "devices": jax.device_count(),
-        "jax": jax.__version__,
-        "batch_size": batch,
-        "records_per_client": records,
-        "repeats": repeats,
-        "records": [],
-    }
-
-    # The machine's attainable fp32 peak: a large sgemm.
     a = jax.random.normal(jax.random.key(0), (2048, 2048))
     mm = jax.jit(lambda x: x @ x)
-    out["sgemm_gflops"] = 2 * 2048**3 / _median_seconds(lambda: mm(a).block_until_ready(), 5) / 1e9
+    return 2 * 2048**3 / _median_seconds(lambda: mm(a).block_until_ready(), 5) / 1e9
 
-    def model_for(impl):
-        model = models.classifier("mnist", impl)
-        params = models.init_params(model, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
-        return model, params, (lambda p, x: model.apply({"params": p}, x))
 
-    def sgd_step(apply_fn):
-        def step(params, xb, yb):
-            grads = jax.grad(
-                lambda p: optax.softmax_cross_entropy_with_integer_labels(
-                    apply_fn(p, xb), yb
-                ).mean()
-            )(params)
-            return jax.tree.map(lambda p, g: p - 0.05 * g, params, grads)
+def _model_for(impl):
+    """The Table II MNIST classifier with `impl` convolutions: (model, params, apply_fn)."""
+    import jax
+    import jax.numpy as jnp
 
-        return jax.jit(step)
+    from fedgan_jax import models
+
+    model = models.classifier("mnist", impl)
+    params = models.init_params(model, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+    return model, params, (lambda p, x: model.apply({"params": p}, x))
+
+
+def _sgd_step(apply_fn):
+    """A jitted single-client SGD step (learning rate 0.05) on one batch."""
+    import jax
+    import optax
+
+    def step(params, xb, yb):
+        grads = jax.grad(
+            lambda p: optax.softmax_cross_entropy_with_integer_labels(apply_fn(p, xb), yb).mean()
+        )(params)
+        return jax.tree.map(lambda p, g: p - 0.05 * g, params, grads)
+
+    return jax.jit(step)
+
+
+def _flops_per_sample(batch):
+    """XLA's cost analysis of one jitted SGD step, per training sample, by implementation."""
+    import jax.numpy as jnp
 
     flops = {}
     for impl in ("im2col", "xla"):
-        _, params, apply_fn = model_for(impl)
+        _, params, apply_fn = _model_for(impl)
         xb, yb = jnp.zeros((batch, 28, 28, 1)), jnp.zeros((batch,), jnp.int32)
-        cost = sgd_step(apply_fn).lower(params, xb, yb).compile().cost_analysis()
+        cost = _sgd_step(apply_fn).lower(params, xb, yb).compile().cost_analysis()
         cost = cost[0] if isinstance(cost, list | tuple) else cost
         flops[impl] = float(cost["flops"]) / batch
-    out["flops_per_sample"] = flops["im2col"]
+    return flops
 
-    def record(mode, n, seconds, compile_seconds, impl="im2col", samples=None):
-        samples = n * records if samples is None else samples
-        sps = samples / seconds
-        rec = {
-            "mode": mode,
-            "clients": n,
-            "backend": backend,
-            "samples_per_second": sps,
-            "seconds_per_call": seconds,
-            "compile_seconds": compile_seconds,
-            "flops_per_sample": flops[impl],
-            "achieved_gflops": sps * flops[impl] / 1e9,
-            "fraction_of_peak": sps * flops[impl] / 1e9 / out["sgemm_gflops"],
-            "cores_busy": _BUSY["last"],
-        }
-        out["records"].append(rec)
-        print(json.dumps(rec), flush=True)
 
-    for n in map(int, _CLIENTS.value):
-        key = jax.random.key(n)
-        x = jax.random.normal(key, (n, records, 28, 28, 1))
-        y = jax.random.randint(key, (n, records), 0, 10)
-        clients = ClientData(x=x, y=y, counts=jnp.full((n,), records, jnp.int32))
-        for mode, chunk in (("engine_seq", 1), ("engine_vmap", 0)):
-            if mode not in _MODES.value:
-                continue
-            _, params, apply_fn = model_for("im2col")
-            update = federated.make_client_update(apply_fn, local_epochs=1, batch_size=batch)
-            round_fn = jax.jit(federated.make_round(update, num_clients=n, client_chunk=chunk))
-            tic = time.perf_counter()
-            compiled = round_fn.lower(params, clients, key, 0.05).compile()
-            compile_s = time.perf_counter() - tic
-            seconds = _median_seconds(
-                lambda c=compiled, a=(params, clients, key, 0.05): jax.block_until_ready(c(*a)),
-                repeats,
-            )
-            record(mode, n, seconds, compile_s)
-        for mode, impl in (("python_loop", "im2col"), ("python_loop_xla", "xla")):
-            if mode not in _MODES.value:
-                continue
-            _, params, apply_fn = model_for(impl)
-            step = sgd_step(apply_fn)
-            steps = records // batch
-            batches = [
-                [
-                    (x[c, s * batch : (s + 1) * batch], y[c, s * batch : (s + 1) * batch])
-                    for s in range(steps)
-                ]
-                for c in range(n)
-            ]  # staged on device
-            mean = jax.jit(lambda trees: jax.tree.map(lambda *a: sum(a) / len(a), *trees))
-            tic = time.perf_counter()
-            step.lower(params, *batches[0][0]).compile()
-            compile_s = time.perf_counter() - tic
+def _emit(out, rec):
+    """Adds a record to the document and prints it at once (progress while measuring)."""
+    out["records"].append(rec)
+    print(json.dumps(rec), flush=True)
 
-            def loop(params=params, step=step, batches=batches, mean=mean):
-                results = []
-                for client_batches in batches:
-                    p = params
-                    for xb, yb in client_batches:
-                        p = step(p, xb, yb)
-                    results.append(p)
-                return jax.block_until_ready(mean(results))
 
-            record(mode, n, _median_seconds(loop, repeats), compile_s, impl)
-        if "single_client" in _MODES.value and n == int(_CLIENTS.value[0]):
-            _, params, apply_fn = model_for("im2col")
-            update = jax.jit(
-                federated.make_client_update(apply_fn, local_epochs=1, batch_size=batch)
-            )
-            args = (params, x[0], y[0], jnp.int32(records), key, 0.05)
-            tic = time.perf_counter()
-            compiled = update.lower(*args).compile()
-            compile_s = time.perf_counter() - tic
-            seconds = _median_seconds(
-                lambda c=compiled, a=args: jax.block_until_ready(c(*a)), repeats
-            )
-            record("single_client", 1, seconds, compile_s)
+def _throughput(setup, mode, n, seconds, compile_seconds, impl="im2col"):
+    """One record: n clients' records trained in `seconds`."""
+    sps = n * setup.records / seconds
+    return {
+        "mode": mode,
+        "clients": n,
+        "backend": setup.backend,
+        "samples_per_second": sps,
+        "seconds_per_call": seconds,
+        "compile_seconds": compile_seconds,
+        "flops_per_sample": setup.flops[impl],
+        "achieved_gflops": sps * setup.flops[impl] / 1e9,
+        "fraction_of_peak": sps * setup.flops[impl] / 1e9 / setup.sgemm_gflops,
+        "cores_busy": _BUSY["last"],
+    }
 
-    if _GAN.value:
-        model, params, apply_fn = model_for("im2col")
-        declared = np.eye(5, 10, dtype=bool) | np.eye(5, 10, 5, dtype=bool)
-        view = AdversaryView(
-            own_x=jnp.zeros((256, 28, 28, 1)),
-            own_y=jnp.zeros(256, jnp.int32),
-            own_count=jnp.int32(256),
-            declared=jnp.asarray(declared),
-            victim=jnp.int32(1),
-            adversary=jnp.int32(0),
+
+def _compile_seconds(jitted, *args):
+    """(compiled, seconds to lower and compile `jitted` for args)."""
+    tic = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    return compiled, time.perf_counter() - tic
+
+
+def _engine_records(setup, emit, n, clients, key):
+    """The engine's jitted round: clients in sequence (engine_seq) or one vmap (engine_vmap)."""
+    import jax
+
+    from fedgan_jax import federated
+
+    for mode, chunk in (("engine_seq", 1), ("engine_vmap", 0)):
+        if mode not in _MODES.value:
+            continue
+        _, params, apply_fn = _model_for("im2col")
+        update = federated.make_client_update(apply_fn, local_epochs=1, batch_size=setup.batch)
+        round_fn = jax.jit(federated.make_round(update, num_clients=n, client_chunk=chunk))
+        compiled, compile_s = _compile_seconds(round_fn, params, clients, key, 0.05)
+        seconds = _median_seconds(
+            lambda c=compiled, a=(params, clients, key, 0.05): jax.block_until_ready(c(*a)),
+            setup.repeats,
         )
-        for mode in gan.MODES:
-            trainer = gan.make_gan_trainer(
-                dataset="mnist", classifier=model, mode=mode, steps_per_round=10
-            )
-            state = trainer.init(jax.random.key(1), view)
-            update = jax.jit(trainer.update)
-            seconds = _median_seconds(
-                lambda u=update, s=state: jax.block_until_ready(u(s, params, view, key)), repeats
-            )
-            rec = {
+        emit(_throughput(setup, mode, n, seconds, compile_s))
+
+
+def _loop_records(setup, emit, n, x, y):
+    """A Python loop over clients and minibatches of a jitted SGD step, then a jitted mean."""
+    import jax
+
+    batch = setup.batch
+    for mode, impl in (("python_loop", "im2col"), ("python_loop_xla", "xla")):
+        if mode not in _MODES.value:
+            continue
+        _, params, apply_fn = _model_for(impl)
+        step = _sgd_step(apply_fn)
+        steps = setup.records // batch
+        batches = [
+            [
+                (x[c, s * batch : (s + 1) * batch], y[c, s * batch : (s + 1) * batch])
+                for s in range(steps)
+            ]
+            for c in range(n)
+        ]  # staged on device
+        mean = jax.jit(lambda trees: jax.tree.map(lambda *a: sum(a) / len(a), *trees))
+        _, compile_s = _compile_seconds(step, params, *batches[0][0])
+
+        def loop(params=params, step=step, batches=batches, mean=mean):
+            results = []
+            for client_batches in batches:
+                p = params
+                for xb, yb in client_batches:
+                    p = step(p, xb, yb)
+                results.append(p)
+            return jax.block_until_ready(mean(results))
+
+        seconds = _median_seconds(loop, setup.repeats)
+        emit(_throughput(setup, mode, n, seconds, compile_s, impl))
+
+
+def _single_client_record(setup, x, y, key):
+    """One client's whole local update, jitted, alone."""
+    import jax
+    import jax.numpy as jnp
+
+    from fedgan_jax import federated
+
+    _, params, apply_fn = _model_for("im2col")
+    update = jax.jit(federated.make_client_update(apply_fn, local_epochs=1, batch_size=setup.batch))
+    args = (params, x[0], y[0], jnp.int32(setup.records), key, 0.05)
+    compiled, compile_s = _compile_seconds(update, *args)
+    seconds = _median_seconds(
+        lambda c=compiled, a=args: jax.block_until_ready(c(*a)), setup.repeats
+    )
+    return _throughput(setup, "single_client", 1, seconds, compile_s)
+
+
+def _federated_records(setup, emit, n):
+    """Every federated-round record at n clients, on random data drawn from key(n)."""
+    import jax
+    import jax.numpy as jnp
+
+    from fedgan_jax.partition import ClientData
+
+    key = jax.random.key(n)
+    x = jax.random.normal(key, (n, setup.records, 28, 28, 1))
+    y = jax.random.randint(key, (n, setup.records), 0, 10)
+    clients = ClientData(x=x, y=y, counts=jnp.full((n,), setup.records, jnp.int32))
+    _engine_records(setup, emit, n, clients, key)
+    _loop_records(setup, emit, n, x, y)
+    if "single_client" in _MODES.value and n == int(_CLIENTS.value[0]):
+        emit(_single_client_record(setup, x, y, key))
+
+
+def _generator_records(setup, emit, key):
+    """Each generator mode's steps per second (10 steps per round, 80 samples per step)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from fedgan_jax import gan
+    from fedgan_jax.adversary import AdversaryView
+
+    model, params, _ = _model_for("im2col")
+    declared = np.eye(5, 10, dtype=bool) | np.eye(5, 10, 5, dtype=bool)
+    view = AdversaryView(
+        own_x=jnp.zeros((256, 28, 28, 1)),
+        own_y=jnp.zeros(256, jnp.int32),
+        own_count=jnp.int32(256),
+        declared=jnp.asarray(declared),
+        victim=jnp.int32(1),
+        adversary=jnp.int32(0),
+    )
+    for mode in gan.MODES:
+        trainer = gan.make_gan_trainer(
+            dataset="mnist", classifier=model, mode=mode, steps_per_round=10
+        )
+        state = trainer.init(jax.random.key(1), view)
+        update = jax.jit(trainer.update)
+        seconds = _median_seconds(
+            lambda u=update, s=state: jax.block_until_ready(u(s, params, view, key)),
+            setup.repeats,
+        )
+        emit(
+            {
                 "mode": f"generator_{mode}",
-                "backend": backend,
+                "backend": setup.backend,
                 "generator_steps_per_second": 10 / seconds,
                 "generated_samples_per_second": 10 * 80 / seconds,
             }
-            out["records"].append(rec)
-            print(json.dumps(rec), flush=True)
-        fit = jax.jit(
-            attack.make_classifier_trainer(
-                model, (28, 28, 1), epochs=1, batch_size=batch, learning_rate=1e-3
-            )
         )
-        xs = jax.random.normal(key, (2048, 28, 28, 1))
-        ys = jax.random.randint(key, (2048,), 0, 10)
-        seconds = _median_seconds(
-            lambda: jax.block_until_ready(fit(key, xs, ys, jnp.int32(2048))), repeats
+
+
+def _attack_classifier_record(setup, key):
+    """The attack classifier's training samples per second (2048 samples, one epoch)."""
+    import jax
+    import jax.numpy as jnp
+
+    from fedgan_jax import attack
+
+    model, _, _ = _model_for("im2col")
+    fit = jax.jit(
+        attack.make_classifier_trainer(
+            model, (28, 28, 1), epochs=1, batch_size=setup.batch, learning_rate=1e-3
         )
-        rec = {
-            "mode": "attack_classifier",
-            "backend": backend,
-            "samples_per_second": 2048 / seconds,
-        }
-        out["records"].append(rec)
-        print(json.dumps(rec), flush=True)
+    )
+    xs = jax.random.normal(key, (2048, 28, 28, 1))
+    ys = jax.random.randint(key, (2048,), 0, 10)
+    seconds = _median_seconds(
+        lambda: jax.block_until_ready(fit(key, xs, ys, jnp.int32(2048))), setup.repeats
+    )
+    return {
+        "mode": "attack_classifier",
+        "backend": setup.backend,
+        "samples_per_second": 2048 / seconds,
+    }
 
-    if _PROFILE.value:  # where a training step's time goes, layer by layer
-        out["layer_profile_ms"] = _layer_profile(batch, repeats)
-        print(json.dumps({"layer_profile_ms": out["layer_profile_ms"]}), flush=True)
 
+def _ratios(out, counts):
+    """engine_seq over python_loop per client count, and engine_seq's last over first."""
     by = {(r["mode"], r.get("clients")): r for r in out["records"]}
     ratios = {}
-    for n in map(int, _CLIENTS.value):
+    for n in counts:
         engine, loop = by.get(("engine_seq", n)), by.get(("python_loop", n))
         if engine and loop:
             ratios[str(n)] = engine["samples_per_second"] / loop["samples_per_second"]
     out["engine_over_python_loop"] = ratios
-    first, last = (
-        by.get(("engine_seq", int(_CLIENTS.value[0]))),
-        by.get(("engine_seq", int(_CLIENTS.value[-1]))),
-    )
+    first, last = by.get(("engine_seq", counts[0])), by.get(("engine_seq", counts[-1]))
     if first and last:
         out["engine_scaling_last_over_first"] = (
             last["samples_per_second"] / first["samples_per_second"]
         )
+
+
+def main(argv):
+    del argv
+    import jax
+
+    counts = [int(n) for n in _CLIENTS.value]
+    out = {
+        "backend": jax.default_backend(),
+        "devices": jax.device_count(),
+        "jax": jax.__version__,
+        "batch_size": _BATCH.value,
+        "records_per_client": _RECORDS.value,
+        "repeats": _REPEATS.value,
+        "records": [],
+    }
+    out["sgemm_gflops"] = _sgemm_gflops()
+    flops = _flops_per_sample(_BATCH.value)
+    out["flops_per_sample"] = flops["im2col"]
+    setup = _Setup(
+        out["backend"], _BATCH.value, _RECORDS.value, _REPEATS.value, flops, out["sgemm_gflops"]
+    )
+    emit = functools.partial(_emit, out)
+    for n in counts:
+        _federated_records(setup, emit, n)
+    if _GAN.value:
+        key = jax.random.key(counts[-1])  # the last client count's key, as earlier runs used
+        _generator_records(setup, emit, key)
+        emit(_attack_classifier_record(setup, key))
+    if _PROFILE.value:  # where a training step's time goes, layer by layer
+        out["layer_profile_ms"] = _layer_profile(_BATCH.value, _REPEATS.value)
+        print(json.dumps({"layer_profile_ms": out["layer_profile_ms"]}), flush=True)
+    _ratios(out, counts)
     document = json.dumps(out, indent=2)
     print(document)
     if _JSON.value:

@@ -5,6 +5,7 @@ import traceback
 
 from absl import flags, logging
 
+from experiments import render
 from fedgan_jax.errors import FedGanError
 
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Show tracebacks of configuration/data errors.")
@@ -28,23 +29,5 @@ def guarded(fn):
 
 
 def summarize(result: dict, workdir: str) -> None:
-    """Prints the headline numbers of one run's results.json."""
-    lines = [
-        f"final main-task accuracy: {result['final_main_task_accuracy']:.4f}",
-        f"generator started at round: {result['gan_start_round']}",
-    ]
-    for key in ("global_model_accuracy", "attack_model_accuracy", "oracle_model_accuracy"):
-        if result.get(key) is not None:
-            lines.append(f"{key}: {result[key]:.4f}")
-    for attack, per_protocol in result["attacks"].items():
-        if per_protocol is None:
-            lines.append(f"{attack:>15s}: not run (the generator never started)")
-            continue
-        for protocol, m in per_protocol.items():
-            lines.append(
-                f"{attack:>15s} / {protocol:<6s} TPR {m['tpr']:.3f}  FPR {m['fpr']:.3f}  "
-                f"AUC {m['auc']:.3f}  TPR@1%FPR {m['tpr_at_1pct_fpr']:.3f}  "
-                f"TP {m['tp']} FN {m['fn']} FP {m['fp']} TN {m['tn']}"
-            )
-    lines.append(f"wall time: {result['wall_seconds']:.1f} s; outputs in {workdir}")
-    print("\n".join(lines))
+    """Prints the short form of one run's results.json (`render.run_summary`)."""
+    print(f"{render.run_summary(result)}\noutputs in {workdir}")

@@ -1,0 +1,223 @@
+"""Renders a run's results.json and a benchmark document as text.
+
+One list of columns per table: `run_tables` lays them out as the Markdown the README
+quotes (`experiments/report.py`), `run_summary` prints the columns that carry a short
+name as the lines a launcher shows after a run. A metric added to results.json is
+rendered by adding one `Column` here.
+
+`benchmark_tables` renders the JSON of `experiments/benchmark.py` (with the JSON lines of
+`experiments/torch_baseline.py`) as the README's Speed section.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+
+def _num(value, digits=3):
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    header: str  # the Markdown header (in the caption: the words before the value)
+    cell: Callable[[Any], str]  # the cell, from the run's result or one attack's metrics
+    short: str | None = None  # its name in the short form; None: Markdown only
+
+
+def _field(name, digits=3):
+    return lambda m: _num(m[name], digits)
+
+
+def _count(name):
+    return lambda m: str(m[name])
+
+
+def _d_gen(r):
+    return r.get("d_gen") or {}
+
+
+# Markdown: "victim holds k=2 labels [4, 6]; generator started at round 42; wall time 233 s".
+CAPTION = (
+    Column(
+        "victim holds",
+        lambda r: f"k={r['victim_num_labels']} labels {r['victim_labels']}",
+        "victim holds",
+    ),
+    Column(
+        "generator started at round",
+        lambda r: str(r["gan_start_round"]),
+        "generator started at round",
+    ),
+    Column("wall time", lambda r: f"{r['wall_seconds']:.0f} s", "wall time"),
+)
+
+HEADLINE = (
+    Column(
+        "final main-task acc.", _field("final_main_task_accuracy", 4), "final main-task accuracy"
+    ),
+    Column("global model acc.", _field("global_model_accuracy", 4), "global model accuracy"),
+    Column(
+        "attack classifier acc. (gan)",
+        _field("attack_model_accuracy", 4),
+        "attack classifier accuracy (gan)",
+    ),
+    Column("oracle acc.", _field("oracle_model_accuracy", 4), "oracle accuracy"),
+    Column(
+        "D_gen kept / generated",
+        lambda r: f"{_d_gen(r).get('kept', 'n/a')} / {_d_gen(r).get('generated', 'n/a')}",
+    ),
+    Column(
+        "D_gen diversity (real)",
+        lambda r: (
+            f"{_num(_d_gen(r).get('diversity'), 2)} ({_num(_d_gen(r).get('real_diversity'), 2)})"
+        ),
+    ),
+)
+
+# One row per attack x protocol, after the attack and protocol cells.
+ATTACK = (
+    Column("TP", _count("tp"), "TP"),
+    Column("FN", _count("fn"), "FN"),
+    Column("FP", _count("fp"), "FP"),
+    Column("TN", _count("tn"), "TN"),
+    Column("TPR (paper's acc.)", _field("tpr"), "TPR"),
+    Column("FPR", _field("fpr"), "FPR"),
+    Column("precision", _field("precision")),
+    Column("bal. acc.", _field("balanced_accuracy")),
+    Column("AUC", _field("auc"), "AUC"),
+    Column("TPR@1%FPR", _field("tpr_at_1pct_fpr"), "TPR@1%FPR"),
+    Column("TPR@0.1%FPR", _field("tpr_at_0.1pct_fpr")),
+)
+
+_NOT_RUN = "generator never started"
+
+
+def _md_row(cells) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _md_header(headers) -> list[str]:
+    return [_md_row(headers), "|" + "---|" * len(headers)]
+
+
+def run_tables(r: dict) -> str:
+    """A run's results.json as Markdown: caption, accuracies, every attack x protocol."""
+    lines = ["; ".join(f"{c.header} {c.cell(r)}" for c in CAPTION), ""]
+    lines += _md_header([c.header for c in HEADLINE])
+    lines += [_md_row(c.cell(r) for c in HEADLINE), ""]
+    lines += _md_header(["attack", "protocol", *(c.header for c in ATTACK)])
+    for attack, per_protocol in r["attacks"].items():
+        if per_protocol is None:
+            lines.append(f"| {attack} | ({_NOT_RUN}) |" + " |" * len(ATTACK))
+            continue
+        for protocol, m in per_protocol.items():
+            lines.append(_md_row([attack, protocol, *(c.cell(m) for c in ATTACK)]))
+    return "\n".join(lines)
+
+
+def run_summary(r: dict) -> str:
+    """The short form of `run_tables`: one line per short-named value, one per attack row."""
+    lines = [f"{c.short}: {c.cell(r)}" for c in (*CAPTION, *HEADLINE) if c.short]
+    for attack, per_protocol in r["attacks"].items():
+        if per_protocol is None:
+            lines.append(f"{attack:>15s}: not run (the {_NOT_RUN})")
+            continue
+        for protocol, m in per_protocol.items():
+            cells = "  ".join(f"{c.short} {c.cell(m)}" for c in ATTACK if c.short)
+            lines.append(f"{attack:>15s} / {protocol:<6s} {cells}")
+    return "\n".join(lines)
+
+
+_ENGINE_MODES = ("engine_seq", "engine_vmap", "python_loop", "python_loop_xla", "single_client")
+
+
+def benchmark_tables(b: dict, torch_records: list[dict]) -> str:
+    """The benchmark document as Markdown (every number the README's Speed section cites)."""
+    by = {(r["mode"], r.get("clients")): r for r in b["records"]}
+    counts = sorted({r["clients"] for r in b["records"] if r["mode"] == "engine_seq"})
+    torch = {r["clients"]: r for r in torch_records}
+    lines = [
+        f"backend {b['backend']}, jax {b['jax']}, batch {b['batch_size']}, "
+        f"{b['records_per_client']} records per client, medians of {b['repeats']}; "
+        f"sgemm {b['sgemm_gflops']:.0f} GFLOP/s; "
+        f"{b['flops_per_sample'] / 1e6:.2f} MFLOP per training sample (XLA cost analysis)",
+    ]
+    lines += _throughput_table(by, counts, torch)
+    lines += _ratio_table(by, counts, torch)
+    if "engine_scaling_last_over_first" in b:
+        lines += [
+            "",
+            f"engine samples/s at {counts[-1]} clients / at {counts[0]} clients: "
+            f"{b['engine_scaling_last_over_first']:.2f}",
+        ]
+    lines += _profile_table(b.get("layer_profile_ms"))
+    lines += _generator_table(b["records"])
+    return "\n".join(lines)
+
+
+def _throughput_table(by: dict, counts: list[int], torch: dict) -> list[str]:
+    """Samples/s, compile seconds, GFLOP/s, fraction of peak, cores busy per mode x clients."""
+    lines = [
+        "",
+        "| mode | clients | samples/s | compile s | GFLOP/s | of sgemm peak | cores busy |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for mode in _ENGINE_MODES:
+        for n in dict.fromkeys([1, *counts]):  # single_client is n=1; --clients may hold 1
+            r = by.get((mode, n))
+            if r:
+                lines.append(
+                    f"| {mode} | {n} | {r['samples_per_second']:,.0f} | "
+                    f"{r['compile_seconds']:.2f} | {r['achieved_gflops']:.1f} | "
+                    f"{r['fraction_of_peak']:.0%} | {r['cores_busy']:.2f} |"
+                )
+    for n in counts:
+        if n in torch:
+            lines.append(
+                f"| pytorch_loop ({torch[n]['torch']}, {torch[n]['threads']} threads) | {n} | "
+                f"{torch[n]['samples_per_second']:,.0f} | | | | |"
+            )
+    return lines
+
+
+def _ratio_table(by: dict, counts: list[int], torch: dict) -> list[str]:
+    """engine_seq samples/s over each alternative's, per client count."""
+    lines = [
+        "",
+        "| clients | engine / python_loop | engine / python_loop_xla | engine / pytorch |",
+        "|---|---|---|---|",
+    ]
+    for n in counts:
+        engine = by[("engine_seq", n)]["samples_per_second"]
+        others = [by.get((mode, n)) for mode in ("python_loop", "python_loop_xla")]
+        others.append(torch.get(n))
+        cells = [
+            "n/a" if other is None else f"{engine / other['samples_per_second']:.2f}"
+            for other in others
+        ]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _profile_table(profile: dict | None) -> list[str]:
+    if not profile:
+        return []
+    lines = ["", "| layer (forward + backward, batch of the benchmark) | ms |", "|---|---|"]
+    return lines + [f"| {layer} | {ms:.2f} |" for layer, ms in profile.items()]
+
+
+def _generator_table(records: list[dict]) -> list[str]:
+    """Generator steps/s and samples/s per mode, then the attack classifier's samples/s."""
+    extra = [r for r in records if r["mode"].startswith("generator_")]
+    extra += [r for r in records if r["mode"] == "attack_classifier"]
+    if not extra:
+        return []
+    lines = ["", "| measurement | steps/s | samples/s |", "|---|---|---|"]
+    for r in extra:
+        steps = r.get("generator_steps_per_second")
+        samples = r.get("generated_samples_per_second", r.get("samples_per_second"))
+        lines.append(
+            f"| {r['mode']} | {'' if steps is None else f'{steps:.1f}'} | {samples:,.0f} |"
+        )
+    return lines

@@ -1,0 +1,152 @@
+"""The shared renderer of experiments/: hand-built documents, cells checked by hand."""
+
+from experiments import render
+
+
+def _metrics(tp, fn, fp, tn, auc):
+    return {
+        "tp": tp,
+        "fn": fn,
+        "fp": fp,
+        "tn": tn,
+        "tpr": tp / (tp + fn),
+        "fpr": fp / (fp + tn),
+        "precision": None if tp + fp == 0 else tp / (tp + fp),
+        "balanced_accuracy": 0.5 * (tp / (tp + fn) + tn / (fp + tn)),
+        "auc": auc,
+        "tpr_at_1pct_fpr": 0.25,
+        "tpr_at_0.1pct_fpr": 0.125,
+    }
+
+
+RESULT = {
+    "victim_num_labels": 2,
+    "victim_labels": [4, 6],
+    "gan_start_round": 7,
+    "wall_seconds": 12.6,
+    "final_main_task_accuracy": 0.91234,
+    "global_model_accuracy": 0.91234,
+    "attack_model_accuracy": None,
+    "oracle_model_accuracy": 0.5,
+    "d_gen": {"kept": 9, "generated": 80, "diversity": 1.234, "real_diversity": 5.0},
+    "attacks": {
+        "global_model": {
+            "paper": _metrics(3, 1, 2, 6, 0.8125),
+            "strict": _metrics(3, 1, 6, 10, 0.75),
+        },
+        "oracle": {
+            "paper": _metrics(0, 4, 0, 8, 0.5),
+            "strict": _metrics(4, 0, 1, 15, 1.0),
+        },
+        "gan": None,
+    },
+}
+
+# attack, protocol -> TP FN FP TN TPR FPR precision bal.acc. AUC TPR@1% TPR@0.1%, by hand
+EXPECTED_ROWS = {
+    ("global_model", "paper"): "3 1 2 6 0.750 0.250 0.600 0.750 0.812 0.250 0.125",
+    ("global_model", "strict"): "3 1 6 10 0.750 0.375 0.333 0.688 0.750 0.250 0.125",
+    ("oracle", "paper"): "0 4 0 8 0.000 0.000 n/a 0.500 0.500 0.250 0.125",
+    ("oracle", "strict"): "4 0 1 15 1.000 0.062 0.800 0.969 1.000 0.250 0.125",
+}
+
+
+def _table_rows(markdown):
+    return [line.strip("| ").split(" | ") for line in markdown.splitlines() if line.startswith("|")]
+
+
+def test_run_tables_prints_every_attack_and_protocol_with_its_numbers():
+    out = render.run_tables(RESULT)
+    assert out.splitlines()[0] == (
+        "victim holds k=2 labels [4, 6]; generator started at round 7; wall time 13 s"
+    )
+    rows = _table_rows(out)
+    assert ["0.9123", "0.9123", "n/a", "0.5000", "9 / 80", "1.23 (5.00)"] in rows
+    by_attack = {(r[0], r[1]): " ".join(r[2:]) for r in rows if r[0] in RESULT["attacks"]}
+    assert {k: v for k, v in by_attack.items() if k[0] != "gan"} == EXPECTED_ROWS
+    assert ("gan", "(generator never started)") in by_attack
+    header = next(r for r in rows if r[0] == "attack")
+    width = {len(line.split("|")) for line in out.splitlines() if line.startswith("| gan")}
+    assert len(header) == 13 and width == {len(header) + 2}  # the empty row keeps the columns
+
+
+def test_run_summary_is_the_short_form_of_the_same_cells():
+    out = render.run_summary(RESULT).splitlines()
+    assert "final main-task accuracy: 0.9123" in out
+    assert "generator started at round: 7" in out
+    assert "attack classifier accuracy (gan): n/a" in out
+    assert "            gan: not run (the generator never started)" in out
+    for (attack, protocol), row in EXPECTED_ROWS.items():
+        tp, fn, fp, tn, tpr, fpr, _, _, auc, tpr1, _ = row.split()
+        line = next(x for x in out if x.startswith(f"{attack:>15s} / {protocol:<6s} "))
+        assert line.split(f"{protocol:<6s} ", 1)[1] == (
+            f"TP {tp}  FN {fn}  FP {fp}  TN {tn}  TPR {tpr}  FPR {fpr}  AUC {auc}  TPR@1%FPR {tpr1}"
+        )
+    assert len(out) == 3 + 4 + 4 + 1  # caption, accuracies, attack rows, the gan line
+
+
+def _throughput(mode, clients, sps):
+    return {
+        "mode": mode,
+        "clients": clients,
+        "samples_per_second": sps,
+        "compile_seconds": 1.5,
+        "achieved_gflops": sps * 9e6 / 1e9,
+        "fraction_of_peak": sps * 9e6 / 1e9 / 30.0,
+        "cores_busy": 0.99,
+    }
+
+
+BENCHMARK = {
+    "backend": "cpu",
+    "jax": "0.0.test",
+    "batch_size": 32,
+    "records_per_client": 64,
+    "repeats": 1,
+    "sgemm_gflops": 30.0,
+    "flops_per_sample": 9.2e6,
+    "records": [
+        _throughput("engine_seq", 2, 1000.0),
+        _throughput("python_loop", 2, 500.0),
+        _throughput("engine_seq", 4, 3000.0),
+        _throughput("python_loop", 4, 1000.0),
+        _throughput("python_loop_xla", 4, 1500.0),
+        _throughput("single_client", 1, 800.0),
+        {
+            "mode": "generator_paper",
+            "generator_steps_per_second": 5.0,
+            "generated_samples_per_second": 400.0,
+        },
+        {"mode": "attack_classifier", "samples_per_second": 1234.0},
+    ],
+    "layer_profile_ms": {"conv1": 4.0},
+    "engine_over_python_loop": {"2": 2.0, "4": 3.0},
+    "engine_scaling_last_over_first": 3.0,
+}
+
+
+def test_benchmark_tables_ratios_and_rows():
+    torch = [{"clients": 2, "threads": 2, "torch": "x", "samples_per_second": 100.0}]
+    out = render.benchmark_tables(BENCHMARK, torch).splitlines()
+    assert out[0].startswith("backend cpu, jax 0.0.test, batch 32, 64 records per client")
+    assert "sgemm 30 GFLOP/s; 9.20 MFLOP per training sample" in out[0]
+    assert "| 2 | 2.00 | n/a | 10.00 |" in out  # 1000/500, no xla, 1000/100
+    assert "| 4 | 3.00 | 2.00 | n/a |" in out  # 3000/1000, 3000/1500, no torch
+    assert "engine samples/s at 4 clients / at 2 clients: 3.00" in out
+    assert "| engine_seq | 4 | 3,000 | 1.50 | 27.0 | 90% | 0.99 |" in out
+    assert "| single_client | 1 | 800 | 1.50 | 7.2 | 24% | 0.99 |" in out
+    assert "| pytorch_loop (x, 2 threads) | 2 | 100 | | | | |" in out
+    assert "| conv1 | 4.00 |" in out
+    assert "| generator_paper | 5.0 | 400 |" in out
+    assert "| attack_classifier |  | 1,234 |" in out
+    modes = [line.split(" | ")[0] for line in out if line.startswith("| ")]
+    assert (
+        modes.index("| engine_seq") < modes.index("| python_loop") < modes.index("| single_client")
+    )
+
+
+def test_benchmark_tables_one_row_per_mode_and_count_when_clients_include_1():
+    doc = dict(BENCHMARK, records=[_throughput("engine_seq", 1, 100.0)])
+    doc.pop("engine_scaling_last_over_first")
+    out = render.benchmark_tables(doc, []).splitlines()
+    assert sum(line.startswith("| engine_seq | 1 |") for line in out) == 1
