@@ -133,16 +133,7 @@ def run_batch(
         "state_bytes_per_run": nbytes(state) // len(runs),
         "client_bytes_per_run": nbytes(setup.clients) // len(runs),
     }
-    ckpt = Checkpointer(
-        checkpoint_dir,
-        every=config.checkpoint.every,
-        keep=config.checkpoint.keep,
-        last_round=config.fl.rounds,
-    )
-    resumed_from = ckpt.latest_round()
-    if resumed_from is not None:
-        state = ckpt.restore(state)
-        logging.info("resumed %s from round %d", checkpoint_dir, resumed_from)
+    ckpt, state, resumed_from = _resume(config, checkpoint_dir, state)
     on_round = _Progress(config, runs, ckpt, state.round, progress)
     test = (jnp.asarray(dataset.test_x), jnp.asarray(dataset.test_y))
     federation_tic = time.perf_counter()
@@ -168,6 +159,17 @@ def run_batch(
     timings |= {"attack": time.perf_counter() - attack_tic, "runs_in_batch": len(runs)}
     extra = {"timings": timings, "resumed_from_round": resumed_from, "memory": memory}
     return _write_all(config, setup, state, out, workdirs, tic, extra)
+
+
+def _resume(config: Config, checkpoint_dir: str, state: RunState):
+    """The checkpointer, and the state from its latest checkpoint (if any)."""
+    c = config.checkpoint
+    ckpt = Checkpointer(checkpoint_dir, every=c.every, keep=c.keep, last_round=config.fl.rounds)
+    resumed_from = ckpt.latest_round()
+    if resumed_from is not None:
+        state = ckpt.restore(state)
+        logging.info("resumed %s from round %d", checkpoint_dir, resumed_from)
+    return ckpt, state, resumed_from
 
 
 def _write_all(config, setup: Setup, state, out, workdirs, tic, extra) -> list[dict]:
