@@ -15,6 +15,9 @@ Paper Sec. V-A (Table I). `load_dataset` is the one entry point:
   ``cifar-10-batches-bin/``). Headers, sizes and label ranges are checked; a bad file is a
   `DataError` naming it. No pickle is ever loaded.
 
+`check_config` checks ``config.data`` before anything is read (`ConfigError`);
+`load_dataset` applies the same `check_source` rules to its arguments (`DataError`).
+
 Normalisation (one, everywhere): float32 NHWC in [-1, 1], ``x / 127.5 - 1``. It is the
 range of the tanh generator in `models.py`, so generated and real images share a scale.
 """

@@ -22,8 +22,17 @@ params and the adversary's own view (`adversary.AdversaryView`):
   to look like real data (strokes, backgrounds) while f decides the class.
 
 Any mode may add the mode-seeking diversity term (Mao et al., CVPR 2019) with
-``loss.diversity`` > 0. The weights are config fields (``config.gan.loss``); a mode's
-defaults are in `MODE_DEFAULTS`.
+``loss.diversity`` > 0. A mode is a *preset* of loss weights (`MODE_DEFAULTS`); each
+weight may be overridden (``config.gan.loss.<term>``, -1 keeps the preset's).
+`objective_name` names what a run really trains: the preset, then ``+term=weight`` for
+each weight that differs from it, in `LOSS_TERMS` order (``paper``, ``paper+realism=0.3``,
+``prior+diversity=0``, ``dafl+entropy=2.5+activation=0``).
+
+`check_config` checks ``config.gan``; `loss_weights` is the one place that checks the mode
+and the weights, and the builder calls it too. The trainer is module-level pure functions
+of a static `TrainerSpec` (weights, modules, optimizers, sizes): the loss terms, the
+critic's loss, one step, a round's `lax.scan`, sampling; `make_gan_trainer` builds the
+spec and binds it.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ Each participant then holds every training record of its declared labels. Client
 stacked into fixed-shape arrays ``[N, capacity, ...]`` with a count per client (valid
 records first, zero padding after), so one compiled round serves every client and every
 label deal of a sweep.
+
+`Roles.validate` holds the role rules (at least `MIN_PARTICIPANTS`, distinct adversary and
+victim, every other participant left a label); `check_config` applies them to
+``config.fl`` and a sweep's label counts.
 """
 
 from __future__ import annotations
@@ -45,12 +49,10 @@ class Roles:
             raise ConfigError(f"fl.victim={v} equals fl.adversary: they must differ")
         checks.integer("fl.victim_num_labels", k, 1, num_classes - 1)
         if num_classes - k < n - 1:
-            checks.fail(
-                "fl.victim_num_labels",
-                k,
-                f"with fl.num_participants={n}, the other {n - 1} participants would share "
-                f"{num_classes - k} labels, so one would hold none; use victim_num_labels "
-                f"<= {num_classes - n + 1} or fewer participants",
+            raise ConfigError(
+                f"fl.victim_num_labels={k} with fl.num_participants={n}: the other {n - 1} "
+                f"participants would share {num_classes - k} labels, so one would hold none; "
+                f"use victim_num_labels <= {num_classes - n + 1} or fewer participants"
             )
 
 
