@@ -3,7 +3,9 @@
 Launch: ``python experiments/run.py --config=configs/default.py --workdir=runs/x``;
 override any field on the command line, e.g. ``--config.fl.rounds=20``.
 Sections mirror the library: data, fl (federation), model, eval, gan, attack, adversary,
-checkpoint, sweep. `fedgan_jax.config_lib.validate` checks every field before any compute.
+checkpoint, sweep. `fedgan_jax.config_lib.validate` checks every field before any compute
+(each section by the module that uses it); `config_lib.resolve` then adapts derived fields,
+e.g. drops a ``gan.figure_rounds`` entry beyond ``fl.rounds`` with a warning.
 """
 
 import ml_collections
@@ -54,7 +56,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval.batch_size = 1000  # main-task evaluation chunk (memory only)
 
     c.gan = ml_collections.ConfigDict()
-    c.gan.mode = "paper"  # paper (Eq. 5) | dafl | adversarial | prior (see fedgan_jax/gan.py)
+    # A preset of loss weights: paper (Eq. 5) | dafl | adversarial | prior (fedgan_jax/gan.py).
+    # With gan.loss overrides a run is named by the preset and every weight changed from
+    # it (gan.objective_name): paper+realism=0.3, prior+diversity=0.
+    c.gan.mode = "paper"
     # accuracy: start once the main-task accuracy the server announces >= trigger_accuracy
     # (the paper); own_accuracy: once the global model's accuracy on the adversary's own
     # records does (no announcement needed); round: at trigger_round.
@@ -70,9 +75,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.gan.samples_per_class = 200  # generated per class for D_gen
     c.gan.keep_confidence = 0.0  # D_gen keeps samples f assigns to the class with >= this
     c.gan.filter_target = True  # keep only samples f assigns to their target class
-    c.gan.figure_rounds = ()  # extra rounds shown in reconstructions.png (first/last always)
+    # Extra rounds shown in reconstructions.png (first/last always); rounds beyond
+    # fl.rounds are dropped with a warning (config_lib.resolve).
+    c.gan.figure_rounds = ()
     c.gan.figure_per_class = 6  # samples per class in reconstructions.png
-    # Loss weights; -1 keeps the mode's default (fedgan_jax.gan.MODE_DEFAULTS).
+    # Loss weights, each >= 0; -1 keeps the mode's preset (fedgan_jax.gan.MODE_DEFAULTS).
     c.gan.loss = ml_collections.ConfigDict(
         dict(
             ce=-1.0, entropy=-1.0, activation=-1.0, disagreement=-1.0, realism=-1.0, diversity=-1.0

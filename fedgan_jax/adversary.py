@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedgan_jax import attack, training
+from fedgan_jax import attack, checks, training
 from fedgan_jax.engine import apply_fn_of, over_runs
 from fedgan_jax.errors import NonFiniteError
 from fedgan_jax.state import AdversaryKeys, AdversaryState, Snapshots, put_row, round_key
@@ -41,6 +41,12 @@ if TYPE_CHECKING:
     from fedgan_jax.gan import GanTrainer
 
 UPLOADS = ("honest",)  # what the adversary uploads; malicious uploads add their names here
+
+
+def check_config(section, rounds: int) -> None:
+    """``config.adversary``: what it keeps and what it uploads."""
+    checks.integer("adversary.snapshot_every", section.snapshot_every, 0, rounds)
+    checks.choice("adversary.upload", section.upload, UPLOADS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +79,7 @@ class Plan:
             figure_per_class=g.figure_per_class,
             soft_labels=a.label_mode == "soft",
             loss_threshold="loss_threshold" in a.attacks,
-            upload=config.adversary.get("upload", "honest"),
+            upload=config.adversary.upload,
         )
 
 

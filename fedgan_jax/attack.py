@@ -26,10 +26,22 @@ import jax.numpy as jnp
 import optax
 from flax import linen as nn
 
-from fedgan_jax import models, training
+from fedgan_jax import checks, models, training
+from fedgan_jax.protocols import PROTOCOLS
 
 ATTACKS = ("gan", "global_model", "oracle", "loss_threshold")
 LABEL_MODES = ("hard", "soft")
+
+
+def check_config(a) -> tuple[str, ...]:
+    """Checks ``config.attack``; returns the attacks it names."""
+    attacks = checks.subset("attack.attacks", a.attacks, ATTACKS)
+    checks.subset("attack.protocols", a.protocols, PROTOCOLS)
+    checks.integer("attack.epochs", a.epochs, 1)
+    checks.integer("attack.batch_size", a.batch_size, 1)
+    checks.number("attack.learning_rate", a.learning_rate, 0.0, open_low=True)
+    checks.choice("attack.label_mode", a.label_mode, LABEL_MODES)
+    return attacks
 
 
 def make_classifier_trainer(

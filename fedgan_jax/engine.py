@@ -21,7 +21,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from fedgan_jax import attack, config_lib, federated, models, partition, training
+from fedgan_jax import attack, federated, models, partition, training
 from fedgan_jax.data import Dataset
 from fedgan_jax.state import round_key
 from fedgan_jax.types import Config
@@ -96,6 +96,15 @@ def over_runs(fn: Callable, num_runs: int, in_axes: Any = 0) -> Callable:
         return jax.tree.map(lambda v: v[None], fn(*args))
 
     return jax.jit(one)
+
+
+def clients_per_round(config) -> int:
+    n = config.fl.num_participants
+    return max(1, min(n, int(round(config.fl.client_fraction * n))))
+
+
+def mesh_devices(config) -> int:
+    return jax.device_count() if config.fl.mesh_devices == -1 else config.fl.mesh_devices
 
 
 def resolve_client_chunk(chunk: int, backend: str | None = None) -> int:
@@ -217,7 +226,7 @@ def build_server(
     round_fn = federated.make_round(
         client_update,
         num_clients=fl.num_participants,
-        clients_per_round=config_lib.clients_per_round(config),
+        clients_per_round=clients_per_round(config),
         client_chunk=resolve_client_chunk(fl.client_chunk),
         weighting=fl.weighting,
         mesh=mesh,

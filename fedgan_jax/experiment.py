@@ -52,6 +52,7 @@ def load_data(config: Config) -> data.Dataset:
 def train_and_evaluate(config: Config, workdir: str, *, progress: bool = True) -> dict[str, Any]:
     """Runs (or resumes) the experiment `config` into `workdir`; returns results.json."""
     config_lib.validate(config)
+    config = config_lib.resolve(config)  # derived fields adapted (e.g. figure rounds)
     dataset = load_data(config)
     run = run_of(config)
     return run_batch(

@@ -33,7 +33,7 @@ from jax import lax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from fedgan_jax import training
+from fedgan_jax import checks, training
 from fedgan_jax.errors import ConfigError
 from fedgan_jax.partition import ClientData
 from fedgan_jax.types import ApplyFn, Params
@@ -67,11 +67,9 @@ def learning_rate_at(
     """The clients' learning rate in round t (1-based): constant, or cosine-decayed from
     `base` to ``base * final_fraction`` over the rounds (the paper gives an *initial*
     learning rate, Sec. V-B)."""
-    if schedule == "constant":
+    if checks.choice("fl.lr_schedule", schedule, SCHEDULES) == "constant":
         return base
-    if schedule == "cosine":
-        return float(optax.cosine_decay_schedule(base, rounds, alpha=final_fraction)(t - 1))
-    raise ConfigError(f"fl.lr_schedule={schedule!r}: allowed: {', '.join(SCHEDULES)}")
+    return float(optax.cosine_decay_schedule(base, rounds, alpha=final_fraction)(t - 1))
 
 
 def apply_mean_update(global_params: Params, update_sum: Params, weight_sum: jax.Array) -> Params:
@@ -132,11 +130,17 @@ def clip_update(delta: Params, clip_norm: float) -> tuple[Params, jax.Array]:
 
 
 def client_weights(counts: jax.Array, weighting: str) -> jax.Array:
-    if weighting == "examples":
+    """FedAvg's weight of each client: its example count, or 1 (0 for an empty client)."""
+    if checks.choice("fl.weighting", weighting, WEIGHTINGS) == "examples":
         return counts.astype(jnp.float32)
-    if weighting == "uniform":
-        return (counts > 0).astype(jnp.float32)
-    raise ConfigError(f"fl.weighting={weighting!r}: allowed: {', '.join(WEIGHTINGS)}")
+    return (counts > 0).astype(jnp.float32)
+
+
+def dp_problem(clip_norm: float, noise_multiplier: float) -> str | None:
+    """The one DP-FedAvg rule: the noise's scale is the clip norm, so noise needs a clip."""
+    if noise_multiplier > 0 and not clip_norm > 0:
+        return "needs fl.clip_norm > 0 (the noise scale)"
+    return None
 
 
 def make_round(
@@ -174,8 +178,8 @@ def make_round(
     m = num_clients if clients_per_round is None else clients_per_round
     if not 1 <= m <= num_clients:
         raise ConfigError(f"clients_per_round={m}: must lie in [1, {num_clients}]")
-    if noise_multiplier > 0 and not clip_norm > 0:
-        raise ConfigError("noise_multiplier > 0 needs clip_norm > 0 (it sets the noise scale)")
+    if problem := dp_problem(clip_norm, noise_multiplier):
+        raise ConfigError(f"noise_multiplier={noise_multiplier}: {problem}")
     if adversary_update is not None and adversary is None:
         raise ConfigError("adversary_update needs the adversary's index (adversary=...)")
     shards = 1 if mesh is None else mesh.shape[CLIENT_AXIS]
@@ -280,3 +284,30 @@ def _add_noise(update_sum: Params, key, std: float) -> Params:
         u + std * jax.random.normal(k, u.shape, u.dtype) for u, k in zip(leaves, keys, strict=True)
     ]
     return jax.tree.unflatten(treedef, noisy)
+
+
+def check_config(fl) -> None:
+    """Checks the training fields of ``config.fl`` (the roles are `partition.check_config`'s)."""
+    checks.integer("fl.rounds", fl.rounds, 1)
+    checks.integer("fl.local_epochs", fl.local_epochs, 1)
+    checks.number("fl.learning_rate", fl.learning_rate, 0.0, open_low=True)
+    checks.choice("fl.lr_schedule", fl.lr_schedule, SCHEDULES)
+    checks.number("fl.lr_final_fraction", fl.lr_final_fraction, 0.0, 1.0)
+    checks.integer("fl.batch_size", fl.batch_size, 1)
+    checks.number("fl.client_fraction", fl.client_fraction, 0.0, 1.0, open_low=True)
+    weighting = checks.choice("fl.weighting", fl.weighting, WEIGHTINGS)
+    clip = checks.number("fl.clip_norm", fl.clip_norm, 0.0)
+    noise = checks.number("fl.noise_multiplier", fl.noise_multiplier, 0.0)
+    if problem := dp_problem(clip, noise):
+        checks.fail("fl.noise_multiplier", noise, problem)
+    if noise > 0 and weighting != "uniform":
+        checks.fail(
+            "fl.noise_multiplier", noise, "needs fl.weighting=uniform (bounded sensitivity)"
+        )
+    checks.integer("fl.client_chunk", fl.client_chunk, -1)
+    devices = checks.integer("fl.mesh_devices", fl.mesh_devices, -1)
+    if devices == 0:
+        checks.fail("fl.mesh_devices", devices, "use 1 (no sharding), a device count, or -1 (all)")
+    if devices > jax.device_count():
+        visible = f"only {jax.device_count()} {jax.default_backend()} device(s) are visible"
+        checks.fail("fl.mesh_devices", devices, visible)

@@ -22,13 +22,24 @@ params and the adversary's own view (`adversary.AdversaryView`):
   to look like real data (strokes, backgrounds) while f decides the class.
 
 Any mode may add the mode-seeking diversity term (Mao et al., CVPR 2019) with
-``loss.diversity`` > 0. The weights are config fields (``config.gan.loss``); a mode's
-defaults are in `MODE_DEFAULTS`.
+``loss.diversity`` > 0. A mode is a *preset* of loss weights (`MODE_DEFAULTS`); each
+weight may be overridden (``config.gan.loss.<term>``, -1 keeps the preset's).
+`objective_name` names what a run really trains: the preset, then ``+term=weight`` for
+each weight that differs from it, in `LOSS_TERMS` order (``paper``, ``paper+realism=0.3``,
+``prior+diversity=0``, ``dafl+entropy=2.5+activation=0``).
+
+`check_config` checks ``config.gan``; `loss_weights` is the one place that checks the mode
+and the weights, and the builder calls it too. The trainer is module-level pure functions
+of a static `TrainerSpec` (weights, modules, optimizers, sizes): the loss terms, the
+critic's loss, one step, a round's `lax.scan`, sampling; `make_gan_trainer` builds the
+spec and binds it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -38,7 +49,7 @@ from flax import linen as nn
 from flax import struct
 from jax import lax
 
-from fedgan_jax import models, training
+from fedgan_jax import checks, models, training
 from fedgan_jax.errors import ConfigError
 from fedgan_jax.types import Params
 from fedgan_jax.view import AdversaryView
@@ -59,18 +70,81 @@ MODE_DEFAULTS: dict[str, dict[str, float]] = {
 
 
 def loss_weights(mode: str, overrides: dict[str, float] | None = None) -> dict[str, float]:
-    """The mode's weights with config overrides (a negative override means 'default')."""
-    if mode not in MODES:
-        raise ConfigError(f"gan.mode={mode!r}: allowed: {', '.join(MODES)}")
+    """The preset `mode` with config overrides (-1 or None: keep the preset's weight).
+
+    The one place that checks ``gan.mode`` and ``gan.loss.*`` (`ConfigError`).
+    """
+    checks.choice("gan.mode", mode, MODES)
     weights = {term: 0.0 for term in LOSS_TERMS} | MODE_DEFAULTS[mode]
     for term, value in (overrides or {}).items():
-        if value is not None and value >= 0:
-            weights[term] = float(value)
+        field = f"gan.loss.{term}"
+        if term not in LOSS_TERMS:
+            checks.fail(field, value, f"unknown term; allowed: {', '.join(LOSS_TERMS)}")
+        if value is None or checks.number(field, value, -1.0) == -1.0:
+            continue
+        if value < 0.0:
+            checks.fail(field, value, "must be >= 0, or -1 for the mode's default")
+        weights[term] = float(value)
     if weights["disagreement"] > 0 and weights["realism"] > 0:
         raise ConfigError(
             "gan.loss.disagreement and gan.loss.realism are both > 0: the first needs a "
             "student critic, the second a real/fake discriminator; use one of them"
         )
+    return weights
+
+
+def objective_name(mode: str, overrides: dict[str, float] | None = None) -> str:
+    """The objective a run trains: the preset, then ``+term=weight`` for every weight
+    that differs from it (in `LOSS_TERMS` order, weights as ``%g``).
+
+    ``objective_name("paper") == "paper"``, ``objective_name("paper", {"realism": 0.3})
+    == "paper+realism=0.3"``, ``objective_name("prior", {"diversity": 0}) ==
+    "prior+diversity=0"``. An override equal to the preset's weight changes nothing.
+    """
+    preset = loss_weights(mode)
+    weights = loss_weights(mode, overrides)
+    changed = [f"+{t}={weights[t]:g}" for t in LOSS_TERMS if weights[t] != preset[t]]
+    return mode + "".join(changed)
+
+
+def _check_batch(weights: dict[str, float], batch_per_class: int) -> None:
+    if weights["diversity"] > 0 and batch_per_class < 2:
+        checks.fail("gan.batch_per_class", batch_per_class, "the diversity term needs >= 2")
+
+
+def split_figure_rounds(figure_rounds, rounds: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(kept, dropped)``: the rounds of `figure_rounds` within ``[1, rounds]``, and those
+    beyond the last round (`config_lib.resolve` drops them with a warning). An entry that
+    is not an integer >= 1 is a `ConfigError`."""
+    values = tuple(figure_rounds)
+    for r in values:
+        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+            checks.fail("gan.figure_rounds", values, "must hold rounds (integers >= 1)")
+    return tuple(r for r in values if r <= rounds), tuple(r for r in values if r > rounds)
+
+
+def check_config(g, *, rounds: int, uses_gan: bool = True) -> dict[str, float]:
+    """Checks ``config.gan`` (`rounds`: fl.rounds; `uses_gan`: the gan attack is on);
+    returns the loss weights."""
+    weights = loss_weights(g.mode, dict(g.loss))
+    trigger = checks.choice("gan.trigger", g.trigger, TRIGGERS)
+    checks.number("gan.trigger_accuracy", g.trigger_accuracy, 0.0, 1.0)
+    trigger_round = checks.integer("gan.trigger_round", g.trigger_round, 1)
+    if uses_gan and trigger == "round" and trigger_round > rounds:
+        checks.fail("gan.trigger_round", trigger_round, f"must be <= fl.rounds={rounds}")
+    checks.integer("gan.steps_per_round", g.steps_per_round, 1)
+    _check_batch(weights, checks.integer("gan.batch_per_class", g.batch_per_class, 1))
+    checks.number("gan.learning_rate", g.learning_rate, 0.0, open_low=True)
+    checks.number("gan.critic_learning_rate", g.critic_learning_rate, 0.0, open_low=True)
+    checks.integer("gan.latent_dim", g.latent_dim, 1)
+    channels = checks.integer("gan.channels", g.channels, 4)
+    if channels % 4:
+        checks.fail("gan.channels", channels, "must be a multiple of 4")
+    checks.integer("gan.samples_per_class", g.samples_per_class, 1)
+    checks.number("gan.keep_confidence", g.keep_confidence, 0.0, 1.0)
+    checks.boolean("gan.filter_target", g.filter_target)
+    split_figure_rounds(g.figure_rounds, rounds)
+    checks.integer("gan.figure_per_class", g.figure_per_class, 1)
     return weights
 
 
@@ -130,6 +204,203 @@ def _mode_seeking(images: jax.Array, z: jax.Array, num_classes: int = 1) -> jax.
     return jnp.mean(num / (den + 1e-5))
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainerSpec:
+    """Everything static about one generator trainer; the module-level functions below
+    take it as their first argument and `make_gan_trainer` binds it."""
+
+    weights: dict[str, float]  # every term of LOSS_TERMS, 0 when off
+    generator: nn.Module
+    classifier: nn.Module  # the global model f (the frozen discriminator)
+    critic: nn.Module | None  # the student (adversarial) / real-fake discriminator (prior)
+    generator_tx: optax.GradientTransformation
+    critic_tx: optax.GradientTransformation
+    latent_dim: int
+    batch_per_class: int
+    steps_per_round: int
+    samples_per_class: int
+    keep_confidence: float
+    filter_target: bool
+
+    @property
+    def num_classes(self) -> int:
+        return self.generator.num_classes
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return self.generator.image_shape
+
+    @property
+    def batch(self) -> int:
+        return self.num_classes * self.batch_per_class
+
+
+def _generate(spec: TrainerSpec, gen_params, z, labels):
+    return spec.generator.apply({"params": gen_params}, z, labels)
+
+
+def _f(spec: TrainerSpec, global_params, x, **kw):
+    return spec.classifier.apply({"params": lax.stop_gradient(global_params)}, x, **kw)
+
+
+def _critic_apply(spec: TrainerSpec, critic_params, x):
+    return spec.critic.apply({"params": critic_params}, x)
+
+
+def _init(spec: TrainerSpec, key, view: AdversaryView) -> GanState:
+    del view  # the shapes come from the dataset
+    gk, ck = jax.random.split(key)
+    batch, latent_dim = spec.batch, spec.latent_dim
+    gen_params = models.init_params(
+        spec.generator, gk, jnp.zeros((batch, latent_dim)), jnp.zeros((batch,), jnp.int32)
+    )
+    critic_params = critic_opt = None
+    if spec.critic is not None:
+        critic_params = models.init_params(spec.critic, ck, jnp.zeros((1, *spec.image_shape)))
+        critic_opt = spec.critic_tx.init(critic_params)
+    return GanState(
+        generator=gen_params,
+        generator_opt=spec.generator_tx.init(gen_params),
+        critic=critic_params,
+        critic_opt=critic_opt,
+        steps=jnp.zeros((), jnp.int32),
+    )
+
+
+def _draw(spec: TrainerSpec, key, view: AdversaryView):
+    """A balanced batch of latents and labels; weight 0 for undeclared classes."""
+    labels = balanced_labels(spec.num_classes, spec.batch_per_class)
+    z = jax.random.normal(key, (spec.batch, spec.latent_dim))
+    w = view.declared_classes[labels].astype(jnp.float32)
+    return z, labels, w
+
+
+def _loss_terms(spec: TrainerSpec, critic_params, x, z, logits, features, labels, w):
+    """Every term of the generator's loss whose weight is on (each to be minimised)."""
+    weights = spec.weights
+    wsum = jnp.maximum(w.sum(), 1.0)
+    terms = {}
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    terms["ce"] = jnp.sum(ce * w) / wsum  # paper Eq. 5
+    if weights["entropy"] > 0:  # DAFL: maximise the entropy of the mean prediction
+        terms["entropy"] = -_entropy_of_mean(jax.nn.softmax(logits), w)
+    if weights["activation"] > 0:  # DAFL: large penultimate activations
+        terms["activation"] = -jnp.sum(jnp.abs(features).mean(-1) * w) / wsum
+    if weights["disagreement"] > 0:  # DFAD: seek where the student disagrees with f
+        gap = jnp.abs(_critic_apply(spec, critic_params, x) - logits).mean(-1)
+        terms["disagreement"] = -jnp.sum(gap * w) / wsum
+    if weights["realism"] > 0:  # Eq. 4's real-vs-generated term, non-saturating
+        fake = _critic_apply(spec, critic_params, x)[:, 0]
+        terms["realism"] = jnp.sum(optax.sigmoid_binary_cross_entropy(fake, 1.0) * w) / wsum
+    if weights["diversity"] > 0:  # mode seeking: reward image change per latent change
+        terms["diversity"] = -_mode_seeking(x, z, spec.num_classes)
+    return terms, wsum
+
+
+def _generator_loss(spec: TrainerSpec, gen_params, critic_params, global_params, z, labels, w):
+    """The weighted sum of the terms; aux: the samples, f's logits and the metrics."""
+    x = _generate(spec, gen_params, z, labels)
+    logits, features = _f(spec, global_params, x, with_features=True)
+    terms, wsum = _loss_terms(spec, critic_params, x, z, logits, features, labels, w)
+    total = sum(spec.weights[t] * v for t, v in terms.items())
+    fooled = jnp.sum((jnp.argmax(logits, -1) == labels) * w) / wsum
+    return total, (x, logits, {"loss": total, "fooled": fooled, **terms})
+
+
+def _critic_loss(spec: TrainerSpec, critic_params, x, teacher_logits, view, key):
+    if spec.weights["disagreement"] > 0:  # DFAD's student: match f on G's samples (L1)
+        return jnp.abs(_critic_apply(spec, critic_params, x) - teacher_logits).mean()
+    # prior: the adversary's own records are real, generated ones fake
+    idx = jax.random.randint(key, (x.shape[0],), 0, jnp.maximum(view.own_count, 1))
+    real = _critic_apply(spec, critic_params, view.own_x[idx])[:, 0]
+    fake = _critic_apply(spec, critic_params, x)[:, 0]
+    return (
+        optax.sigmoid_binary_cross_entropy(real, 1.0).mean()
+        + optax.sigmoid_binary_cross_entropy(fake, 0.0).mean()
+    )
+
+
+def _critic_step(spec: TrainerSpec, state: GanState, x, logits, view, key):
+    """One optax step of the critic on the samples G just produced."""
+    x = lax.stop_gradient(x)
+    c_loss, c_grads = jax.value_and_grad(partial(_critic_loss, spec))(
+        state.critic, x, lax.stop_gradient(logits), view, key
+    )
+    c_updates, c_opt = spec.critic_tx.update(c_grads, state.critic_opt, state.critic)
+    state = state.replace(critic=optax.apply_updates(state.critic, c_updates), critic_opt=c_opt)
+    return state, c_loss
+
+
+def _step(spec: TrainerSpec, state: GanState, key, global_params, view):
+    """One generator step (then one critic step, if the objective has a critic)."""
+    zk, rk = jax.random.split(key)
+    z, labels, w = _draw(spec, zk, view)
+    loss = partial(_generator_loss, spec)
+    (_, (x, logits, metrics)), grads = jax.value_and_grad(loss, has_aux=True)(
+        state.generator, state.critic, global_params, z, labels, w
+    )
+    updates, gen_opt = spec.generator_tx.update(grads, state.generator_opt, state.generator)
+    state = state.replace(
+        generator=optax.apply_updates(state.generator, updates),
+        generator_opt=gen_opt,
+        steps=state.steps + 1,
+    )
+    if spec.critic is not None:
+        state, c_loss = _critic_step(spec, state, x, logits, view, rk)
+        metrics = {**metrics, "critic_loss": c_loss}
+    return state, metrics
+
+
+def _update(spec: TrainerSpec, state: GanState, global_params, view: AdversaryView, key):
+    """``steps_per_round`` generator (and critic) steps against frozen `global_params`."""
+    state, metrics = lax.scan(
+        lambda s, k: _step(spec, s, k, global_params, view),
+        state,
+        jax.random.split(key, spec.steps_per_round),
+    )
+    return state, jax.tree.map(jnp.mean, metrics)
+
+
+def _images(spec: TrainerSpec, gen_params, key, per_class: int) -> jax.Array:
+    """`per_class` samples of every class, ``[classes, per_class, H, W, C]``.
+
+    Generated in training-shaped balanced batches: the generator normalises with batch
+    statistics, so it sees batches like the ones it was trained on.
+    """
+    bpc, num_classes = spec.batch_per_class, spec.num_classes
+    chunks = -(-per_class // bpc)
+    z = jax.random.normal(key, (chunks, spec.batch, spec.latent_dim))
+    labels = balanced_labels(num_classes, bpc)
+    x = lax.map(lambda zc: _generate(spec, gen_params, zc, labels), z)
+    # [chunks, batch_per_class * C, ...] with labels 0..C-1 repeating -> per class
+    x = x.reshape(chunks * bpc, num_classes, *spec.image_shape)
+    return jnp.swapaxes(x, 0, 1)[:, :per_class]
+
+
+def _sample(spec: TrainerSpec, state: GanState, global_params, view: AdversaryView, key) -> DGen:
+    """Algorithm 1 lines 5-9: `samples_per_class` per class; keep what f assigns to the
+    target class (confidence >= keep_confidence), label it by f."""
+    n, num_classes = spec.samples_per_class, spec.num_classes
+    x = _images(spec, state.generator, key, n)
+    labels = jnp.repeat(jnp.arange(num_classes), n)
+    x = x.reshape(num_classes * n, *spec.image_shape)
+    probs = jax.nn.softmax(
+        training.batched_apply(lambda p, xb: _f(spec, p, xb), global_params, x, spec.batch)
+    )
+    pred = jnp.argmax(probs, -1)
+    keep = view.declared_classes[labels] & (probs.max(-1) >= spec.keep_confidence)
+    if spec.filter_target:
+        keep = keep & (pred == labels)
+    order = jnp.argsort(~keep, stable=True)  # kept records first, in generation order
+    return DGen(
+        x=x[order],
+        y=pred[order],
+        soft=probs[order],
+        target=labels[order],
+        count=keep.sum().astype(jnp.int32),
+    )
+
+
 def make_gan_trainer(
     *,
     dataset: str,
@@ -149,157 +420,30 @@ def make_gan_trainer(
 ) -> GanTrainer:
     """Builds the generator trainer of `mode` against `classifier` (the global model)."""
     weights = loss_weights(mode, loss_overrides)
-    gen = models.generator(dataset, channels=channels, conv_impl=conv_impl)
-    num_classes = gen.num_classes
-    image_shape = gen.image_shape
-    batch = num_classes * batch_per_class
-    if weights["diversity"] > 0 and batch_per_class < 2:
-        raise ConfigError("gan.loss.diversity > 0 needs gan.batch_per_class >= 2 (pairs)")
-    use_student = weights["disagreement"] > 0
-    use_disc = weights["realism"] > 0
+    _check_batch(weights, batch_per_class)
     critic = None
-    if use_student:
+    if weights["disagreement"] > 0:  # the student has f's architecture
         critic = classifier
-    elif use_disc:  # the Table II architecture with one real/fake logit
+    elif weights["realism"] > 0:  # the Table II architecture with one real/fake logit
         critic = type(classifier)(conv_impl=classifier.conv_impl, num_classes=1)
-    gen_tx = optax.adam(learning_rate, b1=0.5)
-    critic_tx = optax.adam(critic_learning_rate, b1=0.5)
-
-    def generate(gen_params, z, labels):
-        return gen.apply({"params": gen_params}, z, labels)
-
-    def f(global_params, x, **kw):
-        return classifier.apply({"params": lax.stop_gradient(global_params)}, x, **kw)
-
-    def critic_apply(critic_params, x):
-        return critic.apply({"params": critic_params}, x)
-
-    def init(key, view: AdversaryView) -> GanState:
-        del view  # the shapes come from the dataset
-        gk, ck = jax.random.split(key)
-        gen_params = models.init_params(
-            gen, gk, jnp.zeros((batch, latent_dim)), jnp.zeros((batch,), jnp.int32)
-        )
-        critic_params = critic_opt = None
-        if critic is not None:
-            critic_params = models.init_params(critic, ck, jnp.zeros((1, *image_shape)))
-            critic_opt = critic_tx.init(critic_params)
-        return GanState(
-            generator=gen_params,
-            generator_opt=gen_tx.init(gen_params),
-            critic=critic_params,
-            critic_opt=critic_opt,
-            steps=jnp.zeros((), jnp.int32),
-        )
-
-    def draw(key, view):
-        labels = balanced_labels(num_classes, batch_per_class)
-        z = jax.random.normal(key, (batch, latent_dim))
-        w = view.declared_classes[labels].astype(jnp.float32)
-        return z, labels, w
-
-    def generator_loss(gen_params, critic_params, global_params, z, labels, w):
-        x = generate(gen_params, z, labels)
-        logits, features = f(global_params, x, with_features=True)
-        wsum = jnp.maximum(w.sum(), 1.0)
-        terms = {}
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-        terms["ce"] = jnp.sum(ce * w) / wsum  # paper Eq. 5
-        if weights["entropy"] > 0:  # DAFL: maximise the entropy of the mean prediction
-            terms["entropy"] = -_entropy_of_mean(jax.nn.softmax(logits), w)
-        if weights["activation"] > 0:  # DAFL: large penultimate activations
-            terms["activation"] = -jnp.sum(jnp.abs(features).mean(-1) * w) / wsum
-        if weights["disagreement"] > 0:  # DFAD: seek where the student disagrees with f
-            gap = jnp.abs(critic_apply(critic_params, x) - logits).mean(-1)
-            terms["disagreement"] = -jnp.sum(gap * w) / wsum
-        if weights["realism"] > 0:  # Eq. 4's real-vs-generated term, non-saturating
-            fake = critic_apply(critic_params, x)[:, 0]
-            terms["realism"] = jnp.sum(optax.sigmoid_binary_cross_entropy(fake, 1.0) * w) / wsum
-        if weights["diversity"] > 0:  # mode seeking: reward image change per latent change
-            terms["diversity"] = -_mode_seeking(x, z, num_classes)
-        total = sum(weights[t] * v for t, v in terms.items())
-        fooled = jnp.sum((jnp.argmax(logits, -1) == labels) * w) / wsum
-        return total, (x, logits, {"loss": total, "fooled": fooled, **terms})
-
-    def critic_loss(critic_params, x, teacher_logits, view, key):
-        if use_student:  # DFAD's student: match f on the generated samples (L1 on logits)
-            return jnp.abs(critic_apply(critic_params, x) - teacher_logits).mean()
-        # prior: the adversary's own records are real, generated ones fake
-        idx = jax.random.randint(key, (x.shape[0],), 0, jnp.maximum(view.own_count, 1))
-        real = critic_apply(critic_params, view.own_x[idx])[:, 0]
-        fake = critic_apply(critic_params, x)[:, 0]
-        return (
-            optax.sigmoid_binary_cross_entropy(real, 1.0).mean()
-            + optax.sigmoid_binary_cross_entropy(fake, 0.0).mean()
-        )
-
-    def step(state: GanState, key, global_params, view):
-        zk, rk = jax.random.split(key)
-        z, labels, w = draw(zk, view)
-        (_, (x, logits, metrics)), grads = jax.value_and_grad(generator_loss, has_aux=True)(
-            state.generator, state.critic, global_params, z, labels, w
-        )
-        updates, gen_opt = gen_tx.update(grads, state.generator_opt, state.generator)
-        state = state.replace(
-            generator=optax.apply_updates(state.generator, updates),
-            generator_opt=gen_opt,
-            steps=state.steps + 1,
-        )
-        if critic is not None:  # the critic learns on the samples G just produced
-            x = lax.stop_gradient(x)
-            c_loss, c_grads = jax.value_and_grad(critic_loss)(
-                state.critic, x, lax.stop_gradient(logits), view, rk
-            )
-            c_updates, c_opt = critic_tx.update(c_grads, state.critic_opt, state.critic)
-            state = state.replace(
-                critic=optax.apply_updates(state.critic, c_updates), critic_opt=c_opt
-            )
-            metrics = {**metrics, "critic_loss": c_loss}
-        return state, metrics
-
-    def update(state: GanState, global_params, view: AdversaryView, key):
-        """``steps_per_round`` generator (and critic) steps against frozen `global_params`."""
-        state, metrics = lax.scan(
-            lambda s, k: step(s, k, global_params, view),
-            state,
-            jax.random.split(key, steps_per_round),
-        )
-        return state, jax.tree.map(jnp.mean, metrics)
-
-    def images(gen_params, key, per_class: int) -> jax.Array:
-        """`per_class` samples of every class, ``[classes, per_class, H, W, C]``.
-
-        Generated in training-shaped balanced batches: the generator normalises with
-        batch statistics, so it sees batches like the ones it was trained on.
-        """
-        chunks = -(-per_class // batch_per_class)
-        z = jax.random.normal(key, (chunks, batch, latent_dim))
-        labels = balanced_labels(num_classes, batch_per_class)
-        x = lax.map(lambda zc: generate(gen_params, zc, labels), z)
-        # [chunks, batch_per_class * C, ...] with labels 0..C-1 repeating -> per class
-        x = x.reshape(chunks * batch_per_class, num_classes, *image_shape)
-        return jnp.swapaxes(x, 0, 1)[:, :per_class]
-
-    def sample(state: GanState, global_params, view: AdversaryView, key) -> DGen:
-        """Algorithm 1 lines 5-9: `samples_per_class` per class; keep what f assigns to
-        the target class (confidence >= keep_confidence), label it by f."""
-        x = images(state.generator, key, samples_per_class)
-        labels = jnp.repeat(jnp.arange(num_classes), samples_per_class)
-        x = x.reshape(num_classes * samples_per_class, *image_shape)
-        probs = jax.nn.softmax(
-            training.batched_apply(lambda p, xb: f(p, xb), global_params, x, batch)
-        )
-        pred = jnp.argmax(probs, -1)
-        keep = view.declared_classes[labels] & (probs.max(-1) >= keep_confidence)
-        if filter_target:
-            keep = keep & (pred == labels)
-        order = jnp.argsort(~keep, stable=True)  # kept records first, in generation order
-        return DGen(
-            x=x[order],
-            y=pred[order],
-            soft=probs[order],
-            target=labels[order],
-            count=keep.sum().astype(jnp.int32),
-        )
-
-    return GanTrainer(init=init, update=update, sample=sample, generate=generate, images=images)
+    spec = TrainerSpec(
+        weights=weights,
+        generator=models.generator(dataset, channels=channels, conv_impl=conv_impl),
+        classifier=classifier,
+        critic=critic,
+        generator_tx=optax.adam(learning_rate, b1=0.5),
+        critic_tx=optax.adam(critic_learning_rate, b1=0.5),
+        latent_dim=latent_dim,
+        batch_per_class=batch_per_class,
+        steps_per_round=steps_per_round,
+        samples_per_class=samples_per_class,
+        keep_confidence=keep_confidence,
+        filter_target=filter_target,
+    )
+    return GanTrainer(
+        init=partial(_init, spec),
+        update=partial(_update, spec),
+        sample=partial(_sample, spec),
+        generate=partial(_generate, spec),
+        images=partial(_images, spec),
+    )

@@ -30,19 +30,22 @@ import numpy as np
 from flax import linen as nn
 from jax import lax
 
+from fedgan_jax import checks
 from fedgan_jax.data import spec_for
-from fedgan_jax.errors import ConfigError
 
 CONV_IMPLS = ("auto", "im2col", "xla")
 
 
 def resolve_conv_impl(impl: str, backend: str | None = None) -> str:
     """'auto' picks im2col on CPU and XLA's native convolution on accelerators."""
-    if impl not in CONV_IMPLS:
-        raise ConfigError(f"model.conv_impl={impl!r}: allowed: {list(CONV_IMPLS)}")
-    if impl != "auto":
+    if checks.choice("model.conv_impl", impl, CONV_IMPLS) != "auto":
         return impl
     return "im2col" if (backend or jax.default_backend()) == "cpu" else "xla"
+
+
+def check_config(model) -> None:
+    """Checks ``config.model``."""
+    resolve_conv_impl(model.conv_impl)
 
 
 def conv_im2col(x: jax.Array, kernel: jax.Array) -> jax.Array:

@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from fedgan_jax import config_lib, io, plots, protocols
+from fedgan_jax import config_lib, gan, io, plots, protocols
 from fedgan_jax.engine import Setup
 from fedgan_jax.state import STREAMS, RunState
 from fedgan_jax.types import Config
@@ -132,6 +132,7 @@ def _result(config, setup, r, history, gan_start, gan_missing, accuracy, attacks
         "client_records": setup.clients.counts[r].tolist(),
         "main_task_accuracy": history["accuracy"].tolist(),
         "final_main_task_accuracy": float(history["accuracy"][-1]),
+        "gan_objective": gan.objective_name(config.gan.mode, dict(config.gan.loss)),
         "gan_start_round": gan_start or None,
         "gan_missing": gan_missing,
         "global_model_accuracy": accuracy.get("global_model"),
@@ -217,7 +218,12 @@ def _figures(
         ]
         panels.append((f"round {config.fl.rounds} (D_gen)", samples))
         panels.append(("real", per_class_grid(ds.test_x, ds.test_y, ds.num_classes, per_class)))
-        plots.reconstructions(os.path.join(workdir, "reconstructions.png"), panels)
+        objective = gan.objective_name(config.gan.mode, dict(config.gan.loss))
+        plots.reconstructions(
+            os.path.join(workdir, "reconstructions.png"),
+            panels,
+            title=f"Reconstructions per class (paper Fig. 4), generator {objective}",
+        )
 
 
 def class_diversity(

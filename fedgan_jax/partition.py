@@ -8,16 +8,26 @@ Each participant then holds every training record of its declared labels. Client
 stacked into fixed-shape arrays ``[N, capacity, ...]`` with a count per client (valid
 records first, zero padding after), so one compiled round serves every client and every
 label deal of a sweep.
+
+`Roles.validate` holds the role rules (at least `MIN_PARTICIPANTS`, distinct adversary and
+victim, every other participant left a label); `check_config` applies them to
+``config.fl`` and a sweep's label counts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 
 import numpy as np
 from flax import struct
 
+from fedgan_jax import checks
 from fedgan_jax.errors import ConfigError
+
+# The adversary, the victim, and at least one benign participant whose records are the
+# protocols' non-members (`protocols.target_sets`).
+MIN_PARTICIPANTS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,27 +40,27 @@ class Roles:
     victim_num_labels: int
 
     def validate(self, num_classes: int) -> None:
+        """The role rules (`ConfigError` naming the ``fl.*`` field); the only place they live."""
         n, a, v, k = self.num_participants, self.adversary, self.victim, self.victim_num_labels
-        if n < 2:
-            raise ConfigError(
-                f"fl.num_participants={n}: need at least 2 (the adversary and the victim)"
-            )
-        for name, idx in (("fl.adversary", a), ("fl.victim", v)):
-            if not 0 <= idx < n:
-                raise ConfigError(f"{name}={idx}: must be a participant index in [0, {n - 1}]")
+        n = checks.integer("fl.num_participants", n, MIN_PARTICIPANTS)
+        checks.integer("fl.adversary", a, 0, n - 1)
+        checks.integer("fl.victim", v, 0, n - 1)
         if a == v:
             raise ConfigError(f"fl.victim={v} equals fl.adversary: they must differ")
-        if not 1 <= k < num_classes:
-            raise ConfigError(
-                f"fl.victim_num_labels={k}: must lie in [1, {num_classes - 1}] "
-                f"(the {num_classes} classes are shared with the other participants)"
-            )
+        checks.integer("fl.victim_num_labels", k, 1, num_classes - 1)
         if num_classes - k < n - 1:
             raise ConfigError(
                 f"fl.victim_num_labels={k} with fl.num_participants={n}: the other {n - 1} "
                 f"participants would share {num_classes - k} labels, so one would hold none; "
                 f"use victim_num_labels <= {num_classes - n + 1} or fewer participants"
             )
+
+
+def check_config(fl, num_classes: int, label_counts: Iterable[int] = ()) -> None:
+    """Checks the roles of ``config.fl`` for its k and for every k of `label_counts`
+    (a sweep's victim label counts)."""
+    for k in (fl.victim_num_labels, *label_counts):
+        Roles(fl.num_participants, fl.adversary, fl.victim, k).validate(num_classes)
 
 
 def deal_labels(num_classes: int, roles: Roles, seed: int) -> np.ndarray:

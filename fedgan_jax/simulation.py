@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedgan_jax import adversary as adv
-from fedgan_jax import config_lib, federated, gan, models
+from fedgan_jax import federated, gan, models
 from fedgan_jax.data import Dataset
 from fedgan_jax.engine import (
     EvalProgram,
@@ -31,7 +31,9 @@ from fedgan_jax.engine import (
     Setup,
     build_eval,
     build_server,
+    clients_per_round,
     make_mesh,
+    mesh_devices,
     resolved_settings,
 )
 from fedgan_jax.errors import NonFiniteError
@@ -63,7 +65,7 @@ class Engine(NamedTuple):
 def build_engine(config: Config, dataset: Dataset, num_runs: int) -> Engine:
     """Built once per config and reused: every run of a sweep has the same shapes."""
     classifier = models.classifier(dataset.name, config.model.conv_impl)
-    mesh = make_mesh(config_lib.mesh_devices(config))
+    mesh = make_mesh(mesh_devices(config))
     shape = dataset.image_shape
     return Engine(
         server=build_server(config, classifier, shape, num_runs, mesh=mesh),
@@ -121,7 +123,7 @@ def initial_state(
         adversary=adv.init_state(
             engine.adversary, engine.plan, params, view, keys.adversary, grid_shape=grid
         ),
-        log=eval_log(setup.num_runs, config.fl.rounds, config_lib.clients_per_round(config)),
+        log=eval_log(setup.num_runs, config.fl.rounds, clients_per_round(config)),
     )
 
 

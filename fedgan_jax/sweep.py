@@ -113,9 +113,12 @@ def run_sweep(config, workdir: str, *, progress: bool = True) -> dict[str, Any]:
     runs = check_axes(config)
     os.makedirs(workdir, exist_ok=True)
     io.write_json(os.path.join(workdir, "sweep_config.json"), config_lib.to_dict(config))
-    pending = [r for r in runs if not is_finished(workdir, config, r)]
+    # one config (and one compiled program) per setting of the non-data axes
+    programs = {
+        r.program_key: config_lib.resolve(RunSpec(r.program_key).apply(config)) for r in runs
+    }
+    pending = [r for r in runs if not is_finished(workdir, programs[r.program_key], r)]
     logging.info("sweep: %d runs, %d finished", len(runs), len(runs) - len(pending))
-    programs = {r.program_key: RunSpec(r.program_key).apply(config) for r in runs}
     datasets = {key: load_data(c) for key, c in programs.items()}
     capacity = max(
         common_capacity(programs[r.program_key], datasets[r.program_key], [r]) for r in runs

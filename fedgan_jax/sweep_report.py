@@ -91,7 +91,8 @@ def _accuracy_rows(groups, results) -> list[dict]:
     rows = []
     for mine in groups.values():
         found = [results[r] for r in mine]
-        row = {**columns(mine[0]), "seeds": len(found)}
+        objectives = sorted({m.get("gan_objective") or "?" for m in found})
+        row = {**columns(mine[0]), "gan_objective": "/".join(objectives), "seeds": len(found)}
         for key in ACCURACY_FIELDS:
             row[f"{key}_mean"], row[f"{key}_std"] = _mean_std(m.get(key) for m in found)
         d_gen = [m.get("d_gen") or {} for m in found]
@@ -127,7 +128,7 @@ def _fmt(mean, std, digits=3) -> str:
 
 
 def _setting_names(row: dict) -> list[str]:
-    fixed = {"attack", "protocol", "seeds", "real_diversity"}
+    fixed = {"attack", "protocol", "seeds", "real_diversity", "gan_objective"}
     return [k for k in row if k not in fixed and not k.endswith(("_mean", "_std"))]
 
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from fedgan_jax import checks
 from fedgan_jax.types import ApplyFn, Params
 
 
@@ -132,3 +133,8 @@ def evaluate(
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
     correct = jnp.argmax(logits, -1) == y
     return {"accuracy": jnp.sum(correct & mask) / n, "loss": jnp.sum(loss * mask) / n}
+
+
+def check_config(eval_config) -> None:
+    """Checks ``config.eval`` (the chunk of `evaluate` / `batched_apply`)."""
+    checks.integer("eval.batch_size", eval_config.batch_size, 1)

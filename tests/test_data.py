@@ -584,7 +584,7 @@ def test_roles_validate_rejects(roles, fragment):
 
 
 @pytest.mark.parametrize(
-    "roles", [_roles(k=1), _roles(k=6), _roles(n=2, adversary=1, victim=0, k=9)]
+    "roles", [_roles(k=1), _roles(k=6), _roles(n=3, adversary=1, victim=0, k=8)]
 )
 def test_roles_validate_accepts_boundaries(roles):
     roles.validate(10)  # 5 participants, k = 6 leaves exactly 4 labels for the 4 others

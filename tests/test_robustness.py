@@ -189,7 +189,7 @@ BAD_CONFIGS = [
     ({"gan.mode": "adversarial", "gan.loss.realism": 0.3}, "use one of them"),
     ({"adversary.snapshot_every": 5}, "adversary.snapshot_every=5: must be an integer in [0, 3]"),
     ({"sweep.seeds": (0, 0)}, "sweep.seeds=(0, 0): has a duplicate entry"),
-    ({"gan.figure_rounds": (99,)}, "gan.figure_rounds=(99,): rounds in [1, 3]"),
+    ({"gan.figure_rounds": (0,)}, "gan.figure_rounds=(0,): must hold rounds (integers >= 1)"),
     (
         {"gan.trigger": "round", "gan.trigger_round": 9},
         "gan.trigger_round=9: must be <= fl.rounds=3",
