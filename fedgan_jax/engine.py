@@ -148,21 +148,25 @@ def deal(config: Config, dataset: Dataset, run: RunSpec) -> tuple[np.ndarray, np
     return declared, partition.owners(dataset.train_y, declared)
 
 
-def common_capacity(config: Config, dataset: Dataset, runs: Sequence[RunSpec]) -> int:
-    """The largest client of all `runs`, rounded up to a local batch: one shape for all."""
-    most = 0
-    for run in runs:
-        _, owner = deal(config, dataset, run)
-        most = max(most, int(np.bincount(owner[owner >= 0]).max()))
+def deal_runs(config: Config, dataset: Dataset, runs: Sequence[RunSpec]) -> dict:
+    """Every run's deal, made once: ``{run: (declared [N, C], owner [n_train])}``."""
+    return {run: deal(config, dataset, run) for run in runs}
+
+
+def common_capacity(config: Config, deals: dict) -> int:
+    """The largest client of all dealt runs, rounded up to a local batch: one shape for all."""
+    most = max(int(np.bincount(owner[owner >= 0]).max()) for _, owner in deals.values())
     b = config.fl.batch_size
     return -(-most // b) * b
 
 
-def prepare(config: Config, dataset: Dataset, runs: Sequence[RunSpec], capacity: int) -> Setup:
-    """Deals labels and builds the padded client arrays of every run (numpy)."""
+def prepare(
+    config: Config, dataset: Dataset, deals: dict, runs: Sequence[RunSpec], capacity: int
+) -> Setup:
+    """The padded client arrays of every run of `runs` (numpy), from their deals."""
     declared, owners, clients = [], [], []
     for run in runs:
-        d, _ = deal(config, dataset, run)
+        d, _ = deals[run]
         c, o = partition.partition(dataset.train_x, dataset.train_y, d, capacity=capacity)
         declared.append(d)
         owners.append(o)

@@ -22,7 +22,15 @@ from tqdm import tqdm
 from fedgan_jax import config_lib, data, outputs
 from fedgan_jax.adversary import adversary_view
 from fedgan_jax.checkpointing import Checkpointer, claim_workdir
-from fedgan_jax.engine import RunSpec, Setup, common_capacity, place_clients, prepare, run_of
+from fedgan_jax.engine import (
+    RunSpec,
+    Setup,
+    common_capacity,
+    deal_runs,
+    place_clients,
+    prepare,
+    run_of,
+)
 from fedgan_jax.simulation import (
     Engine,
     attack_phase,
@@ -55,13 +63,15 @@ def train_and_evaluate(config: Config, workdir: str, *, progress: bool = True) -
     config = config_lib.resolve(config)  # derived fields adapted (e.g. figure rounds)
     dataset = load_data(config)
     run = run_of(config)
+    deals = deal_runs(config, dataset, [run])
     return run_batch(
         config,
         dataset,
         [run],
         [workdir],
         engine=build_engine(config, dataset, num_runs=1),
-        capacity=common_capacity(config, dataset, [run]),
+        deals=deals,
+        capacity=common_capacity(config, deals),
         checkpoint_dir=os.path.join(workdir, "checkpoints"),
         progress=progress,
     )[0]
@@ -115,6 +125,7 @@ def run_batch(
     workdirs: Sequence[str],
     *,
     engine: Engine,
+    deals: dict,
     capacity: int,
     checkpoint_dir: str,
     progress: bool = True,
@@ -123,7 +134,7 @@ def run_batch(
     tic = time.perf_counter()
     for run, workdir in zip(runs, workdirs, strict=True):
         claim_workdir(workdir, run.apply(config), resolved=engine.resolved)
-    setup = prepare(config, dataset, runs, capacity)
+    setup = prepare(config, dataset, deals, runs, capacity)
     clients = place_clients(setup.clients, engine.mesh)
     view = adversary_view(
         clients, setup.declared, adversary=config.fl.adversary, victim=config.fl.victim

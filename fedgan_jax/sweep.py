@@ -31,7 +31,7 @@ from absl import logging
 
 from fedgan_jax import config_lib, io
 from fedgan_jax.checkpointing import RESUMABLE_FIELDS, claim_workdir
-from fedgan_jax.engine import RunSpec, common_capacity
+from fedgan_jax.engine import RunSpec, common_capacity, deal_runs
 from fedgan_jax.errors import ConfigError
 from fedgan_jax.experiment import load_data, run_batch
 from fedgan_jax.simulation import build_engine
@@ -120,13 +120,15 @@ def run_sweep(config, workdir: str, *, progress: bool = True) -> dict[str, Any]:
     pending = [r for r in runs if not is_finished(workdir, programs[r.program_key], r)]
     logging.info("sweep: %d runs, %d finished", len(runs), len(runs) - len(pending))
     datasets = {key: load_data(c) for key, c in programs.items()}
-    capacity = max(
-        common_capacity(programs[r.program_key], datasets[r.program_key], [r]) for r in runs
-    )
+    deals = {}
+    for key, program_config in programs.items():  # each run dealt once
+        mine = [r for r in runs if r.program_key == key]
+        deals |= deal_runs(program_config, datasets[key], mine)
+    capacity = common_capacity(config, deals)
     for key, program_config in programs.items():  # one compiled program each
         mine = [r for r in pending if r.program_key == key]
         if mine:
-            _run_program(program_config, datasets[key], mine, workdir, capacity, progress)
+            _run_program(program_config, datasets[key], mine, workdir, deals, capacity, progress)
     results = {r: io.read_json(os.path.join(run_dir(workdir, r), "results.json")) for r in runs}
     return summarize(config, workdir, runs, results, run_dir)
 
@@ -138,7 +140,7 @@ def _batches(config, pending: Sequence[RunSpec]) -> list[list[RunSpec]]:
     return [list(pending[i : i + size]) for i in range(0, len(pending), size)]
 
 
-def _run_program(config, dataset, pending, workdir, capacity, progress) -> None:
+def _run_program(config, dataset, pending, workdir, deals, capacity, progress) -> None:
     engines = {}
     for batch in _batches(config, pending):
         if len(batch) not in engines:
@@ -156,6 +158,7 @@ def _run_program(config, dataset, pending, workdir, capacity, progress) -> None:
             batch,
             [run_dir(workdir, r) for r in batch],
             engine=engines[len(batch)],
+            deals=deals,
             capacity=capacity,
             checkpoint_dir=ckpt,
             progress=progress,

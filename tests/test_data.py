@@ -654,7 +654,7 @@ def test_partition_explicit_capacity():
 def test_partition_of_seeded_deals_with_a_common_capacity():
     """End to end: every deal of a sweep fits the common capacity the engine computes."""
     from fedgan_jax.data import Dataset
-    from fedgan_jax.engine import RunSpec, common_capacity
+    from fedgan_jax.engine import RunSpec, common_capacity, deal_runs
     from tests.conftest import tiny_config
 
     rng = np.random.default_rng(0)
@@ -667,7 +667,7 @@ def test_partition_of_seeded_deals_with_a_common_capacity():
         for k in (1, 2, 3, 5)
         for seed in range(4)
     ]
-    capacity = common_capacity(config, dataset, runs)
+    capacity = common_capacity(config, deal_runs(config, dataset, runs))
     assert capacity % config.fl.batch_size == 0
     most = 0
     for run in runs:

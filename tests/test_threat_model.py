@@ -20,7 +20,7 @@ import pytest
 
 from fedgan_jax import adversary as adv
 from fedgan_jax import gan
-from fedgan_jax.engine import common_capacity, place_clients, prepare, run_of
+from fedgan_jax.engine import common_capacity, deal_runs, place_clients, prepare, run_of
 from fedgan_jax.experiment import load_data
 from fedgan_jax.partition import ClientData
 from fedgan_jax.simulation import build_engine, federate, initial_state, run_keys
@@ -140,7 +140,8 @@ def test_other_participants_records_change_nothing_the_adversary_computes(tiny, 
     dataset = load_data(config)
     run = run_of(config)
     engine = build_engine(config, dataset, 1)
-    setup = prepare(config, dataset, [run], common_capacity(config, dataset, [run]))
+    deals = deal_runs(config, dataset, [run])
+    setup = prepare(config, dataset, deals, [run], common_capacity(config, deals))
     keys = run_keys(setup)
     clients = place_clients(setup.clients, None)
     fl = config.fl
