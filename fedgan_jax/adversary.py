@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedgan_jax import attack, checks, training
-from fedgan_jax.engine import apply_fn_of, over_runs
+from fedgan_jax.engine import apply_fn_of, classifier_trainer, over_runs
 from fedgan_jax.errors import NonFiniteError
 from fedgan_jax.state import AdversaryKeys, AdversaryState, Snapshots, put_row, round_key
 from fedgan_jax.types import Config
@@ -102,14 +102,7 @@ def build_program(
 ) -> AdversaryProgram:
     apply_fn = apply_fn_of(classifier)
     eval_bs = config.eval.batch_size
-    a = config.attack
-    train_classifier = attack.make_classifier_trainer(
-        classifier,
-        image_shape,
-        epochs=a.epochs,
-        batch_size=a.batch_size,
-        learning_rate=a.learning_rate,
-    )
+    train_classifier = classifier_trainer(config, classifier, image_shape)
     figure_per_class, soft = config.gan.figure_per_class, config.attack.label_mode == "soft"
 
     def own_accuracy(params, view):  # what it can measure: the model on its own records

@@ -218,6 +218,18 @@ def apply_fn_of(classifier) -> Callable:
     return apply_fn
 
 
+def classifier_trainer(config: Config, classifier, image_shape) -> Callable:
+    """The attack (and oracle) classifier recipe of ``config.attack``: Adam, fresh init."""
+    a = config.attack
+    return attack.make_classifier_trainer(
+        classifier,
+        image_shape,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        learning_rate=a.learning_rate,
+    )
+
+
 def build_server(
     config: Config, classifier, image_shape, num_runs: int, *, mesh=None, adversary_update=None
 ) -> ServerProgram:
@@ -256,14 +268,7 @@ def build_server(
 def build_eval(config: Config, classifier, image_shape, num_runs: int) -> EvalProgram:
     apply_fn = apply_fn_of(classifier)
     eval_bs = config.eval.batch_size
-    a = config.attack
-    train_classifier = attack.make_classifier_trainer(
-        classifier,
-        image_shape,
-        epochs=a.epochs,
-        batch_size=a.batch_size,
-        learning_rate=a.learning_rate,
-    )
+    train_classifier = classifier_trainer(config, classifier, image_shape)
 
     def evaluate(params, x, y):
         return training.evaluate(apply_fn, params, x, y, eval_bs)

@@ -28,6 +28,8 @@ from fedgan_jax.state import AdversaryKeys, ServerKeys
 
 # What an adversary function may take (module doc of fedgan_jax/adversary.py).
 ALLOWED = {
+    "section",  # check_config: its own config section
+    "rounds",
     "program",
     "plan",
     "state",
