@@ -33,9 +33,9 @@ def test_sweep_writes_every_run_and_the_summary(sequential):
     assert [r.name for r in runs] == ["k1_seed0", "k1_seed1", "k3_seed0", "k3_seed1"]
     for r in runs:
         result = io.read_json(os.path.join(run_dir(workdir, r), "results.json"))
-        assert result["victim_num_labels"] == r.victim_num_labels
-        assert result["config"]["seed"] == r.seed
-        assert len(result["victim_labels"]) == r.victim_num_labels
+        assert result["victim_num_labels"] == r.get("fl.victim_num_labels")
+        assert result["config"]["seed"] == r.get("seed")
+        assert len(result["victim_labels"]) == r.get("fl.victim_num_labels")
     for name in (
         "summary.csv",
         "summary.md",
@@ -56,7 +56,7 @@ def test_sweep_writes_every_run_and_the_summary(sequential):
             "paper"
         ]["tpr"]
         for r in runs
-        if r.victim_num_labels == 3
+        if r.get("fl.victim_num_labels") == 3
     ]
     assert row["tpr_mean"] == pytest.approx(np.mean(tprs))
     assert row["tpr_std"] == pytest.approx(np.std(tprs, ddof=1))
