@@ -1,13 +1,17 @@
 """The generator trainer: Eq. 5 falls against a frozen model, every mode's terms, D_gen."""
 
+import os
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from fedgan_jax import gan, models
+from fedgan_jax import attack, gan, models
 from fedgan_jax.adversary import AdversaryView
+from tests import synthetic
 
 
 @pytest.fixture(scope="module")
@@ -44,24 +48,240 @@ def _trainer(clf, mode, **kw):
     return gan.make_gan_trainer(**(defaults | kw))
 
 
+# ----------------------------------------------------------- every term's direction
+#
+# Each term is switched on alone (``loss_overrides``; weight 0 switches a term off) against
+# a frozen global model with structure (Table II trained on the block digits of
+# `tests/synthetic.py`), and the quantity the term optimises is measured independently of
+# the trainer's own metrics, on a fixed probe batch, before and after training. The
+# problems are built so that the term must move it far: flipping the term's sign moves it
+# the other way, which the stated margins reject. The values observed on an AMD EPYC
+# (AVX2) with FEDGAN_TEST_SEED=0, 1, 2 are in each test; the README says what else ran.
+
+SEED = int(os.environ.get("FEDGAN_TEST_SEED", "0"))  # README: the margins under other seeds
+OFF = {term: 0.0 for term in gan.LOSS_TERMS}
+PROBE_PER_CLASS = 4
+STEPS = 60  # generator steps per test, one jitted scan
+LR = 1e-2
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A frozen 'global model' that tells the 10 block classes apart, and a view whose
+    own records are block digits (the prior's real records)."""
+    clf = models.classifier("mnist")
+    x, y = synthetic.normalized(8, SEED)
+    fit = jax.jit(
+        attack.make_classifier_trainer(
+            clf, (28, 28, 1), epochs=6, batch_size=16, learning_rate=1e-3
+        )
+    )
+    params, _ = fit(jax.random.key(SEED), jnp.asarray(x), jnp.asarray(y), jnp.int32(len(y)))
+    assert (np.argmax(clf.apply({"params": params}, x), -1) == y).mean() == 1.0
+    own_x, own_y = synthetic.normalized(2, SEED + 1)
+    declared = np.zeros((5, 10), bool)
+    declared[np.arange(10) % 5, np.arange(10)] = True
+    view = AdversaryView(
+        own_x=jnp.asarray(own_x),
+        own_y=jnp.asarray(own_y),
+        own_count=jnp.int32(len(own_y)),
+        declared=jnp.asarray(declared),
+        victim=jnp.int32(1),
+        adversary=jnp.int32(0),
+    )
+    return clf, params, view
+
+
+def _train_term(
+    trained, mode, weights, *, steps=None, learning_rate=LR, critic_lr=1e-3, start=None, params=None
+):
+    """(trainer, initial state, trained state) with only `weights` switched on; `start`
+    maps the initialised state to the one training starts from; `params` replaces the
+    frozen model's."""
+    clf, trained_params, view = trained
+    params = trained_params if params is None else params
+    trainer = gan.make_gan_trainer(
+        dataset="mnist",
+        classifier=clf,
+        mode=mode,
+        loss_overrides=OFF | weights,
+        channels=8,
+        batch_per_class=2,
+        steps_per_round=steps or STEPS,
+        learning_rate=learning_rate,
+        critic_learning_rate=critic_lr,
+        samples_per_class=2,
+    )
+    state0 = trainer.init(jax.random.key(SEED + 2), view)
+    if start is not None:
+        state0 = start(state0)
+    state, _ = jax.jit(trainer.update)(state0, params, view, jax.random.key(SEED + 3))
+    return trainer, state0, state
+
+
+def _biased(params, by):
+    """f with `by` added to class 0's logit: whatever lacks a clear block is class 0."""
+    last = max((k for k in params if k.startswith("Dense_")), key=lambda k: int(k[6:]))
+    bias = params[last]["bias"].at[0].add(by)
+    return {**params, last: {**params[last], "bias": bias}}
+
+
+def _probe(trainer, clf, params, generator):
+    """What f makes of G's samples on a fixed probe batch (independent of the trainer's
+    metrics): images, logits, features, z, labels."""
+    labels = gan.balanced_labels(10, PROBE_PER_CLASS)
+    z = jax.random.normal(jax.random.key(100), (len(labels), 100))
+    x = trainer.generate(generator, z, labels)
+    logits, features = clf.apply({"params": params}, x, with_features=True)
+    return x, logits, features, z, labels
+
+
+def _ce(logits, labels):
+    return float(optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean())
+
+
+def _mean_prediction_entropy(logits):
+    """Entropy of f's mean class distribution over the batch (DAFL's quantity)."""
+    p = np.asarray(jax.nn.softmax(logits)).mean(0)
+    return float(-(p * np.log(np.maximum(p, 1e-12))).sum())
+
+
+def _histogram_entropy(logits):
+    p = np.bincount(np.argmax(logits, -1), minlength=logits.shape[-1]) / len(logits)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def test_cross_entropy_term_makes_f_assign_the_target_class(trained):
+    clf, params, _ = trained
+    trainer, s0, s1 = _train_term(trained, "paper", {"ce": 1.0})
+    _, logits0, _, _, labels = _probe(trainer, clf, params, s0.generator)
+    _, logits1, _, _, _ = _probe(trainer, clf, params, s1.generator)
+    before, after = _ce(logits0, labels), _ce(logits1, labels)
+    print(f"ce {before:.3f} -> {after:.3f}")
+    # observed (seeds 0, 1, 2): 3.88 -> 1.80, 3.57 -> 1.13, 5.01 -> 1.61 (ratio <= 0.46);
+    # a flipped sign raises it.
+    assert after <= 0.6 * before
+
+
+def test_entropy_term_spreads_f_predictions_over_the_classes(trained):
+    # The problem: f biased so that G's initial samples are all class 0 (entropy ~0 nats
+    # of log(10) = 2.30); only samples with a clear block of another class escape it.
+    clf, trained_params, _ = trained
+    params = _biased(trained_params, 15.0)
+    trainer, s0, s1 = _train_term(trained, "dafl", {"entropy": 1.0}, params=params)
+    _, logits0, _, _, _ = _probe(trainer, clf, params, s0.generator)
+    _, logits1, _, _, _ = _probe(trainer, clf, params, s1.generator)
+    before, after = _mean_prediction_entropy(logits0), _mean_prediction_entropy(logits1)
+    hist0, hist1 = _histogram_entropy(logits0), _histogram_entropy(logits1)
+    print(
+        f"mean-prediction entropy {before:.3f} -> {after:.3f}, histogram {hist0:.3f} -> {hist1:.3f}"
+    )
+    # observed (seeds 0, 1, 2): 0.02 -> 2.15, 0.00 -> 1.67, 0.00 -> 1.67; histogram
+    # 0 -> 2.12, 1.54, 1.66. A flipped sign keeps both at ~0.
+    assert after >= before + 1.0
+    assert hist1 >= hist0 + 1.0
+
+
+def test_activation_term_raises_f_features(trained):
+    clf, params, _ = trained
+    trainer, s0, s1 = _train_term(trained, "dafl", {"activation": 1.0})
+    _, _, f0, _, _ = _probe(trainer, clf, params, s0.generator)
+    _, _, f1, _, _ = _probe(trainer, clf, params, s1.generator)
+    before, after = float(jnp.abs(f0).mean()), float(jnp.abs(f1).mean())
+    print(f"activation {before:.3f} -> {after:.3f}")
+    # observed (seeds 0, 1, 2): x2.96, x3.02, x2.69; a flipped sign lowers it.
+    assert after >= 1.5 * before
+
+
+def test_diversity_term_spreads_samples_of_a_class(trained):
+    clf, params, _ = trained
+    trainer, s0, s1 = _train_term(trained, "paper", {"diversity": 1.0})
+    x0, _, _, z, _ = _probe(trainer, clf, params, s0.generator)
+    x1, _, _, _, _ = _probe(trainer, clf, params, s1.generator)
+    before, after = float(gan._mode_seeking(x0, z, 10)), float(gan._mode_seeking(x1, z, 10))
+    print(f"mode seeking {before:.3f} -> {after:.3f}")
+    # observed (seeds 0, 1, 2): x2.48, x2.38, x2.47; a flipped sign lowers it.
+    assert after >= 1.5 * before
+
+
+def _gap(clf, student, x, teacher_logits):
+    """Mean |student(x) - f(x)| over logits: what adversarial distillation plays for."""
+    return float(jnp.abs(clf.apply({"params": student}, x) - teacher_logits).mean())
+
+
+def test_disagreement_term_seeks_samples_where_the_student_disagrees(trained):
+    clf, params, _ = trained  # the student frozen at its init: only G's direction counts
+    trainer, s0, s1 = _train_term(trained, "adversarial", {"disagreement": 1.0}, critic_lr=0.0)
+    x0, t0, _, _, _ = _probe(trainer, clf, params, s0.generator)
+    x1, t1, _, _, _ = _probe(trainer, clf, params, s1.generator)
+    before, after = _gap(clf, s0.critic, x0, t0), _gap(clf, s0.critic, x1, t1)
+    print(f"frozen student gap {before:.3f} -> {after:.3f}")
+    # observed (seeds 0, 1, 2): x3.5, x4.2, x3.6; a flipped sign lowers it.
+    assert after >= 2.0 * before
+
+
+def test_student_learns_to_agree_with_the_global_model(trained):
+    clf, params, _ = trained  # G frozen at its init: only the student's direction counts
+    trainer, s0, s1 = _train_term(trained, "adversarial", {"disagreement": 1.0}, learning_rate=0.0)
+    x0, t0, _, _, _ = _probe(trainer, clf, params, s0.generator)
+    before, after = _gap(clf, s0.critic, x0, t0), _gap(clf, s1.critic, x0, t0)
+    print(f"student gap {before:.3f} -> {after:.3f}")
+    # observed (seeds 0, 1, 2): x0.16, x0.25, x0.20; a flipped sign raises it.
+    assert after <= 0.5 * before
+
+
+def _real_prob(clf, critic, x):
+    disc = type(clf)(conv_impl=clf.conv_impl, num_classes=1)
+    return float(jax.nn.sigmoid(disc.apply({"params": critic}, x)[:, 0]).mean())
+
+
+def test_realism_discriminator_learns_then_generator_fools_it(trained):
+    clf, params, view = trained
+    # 1. G frozen at its init: the discriminator learns own records = real, G's = fake.
+    trainer, s0, s1 = _train_term(trained, "prior", {"realism": 1.0}, learning_rate=0.0)
+    x0, _, _, _, _ = _probe(trainer, clf, params, s0.generator)
+    real, fake = _real_prob(clf, s1.critic, view.own_x), _real_prob(clf, s1.critic, x0)
+    print(f"D_T(real) {real:.3f} D_T(fake) {fake:.3f}")
+    assert real - fake >= 0.5  # observed 1.000 - 0.000 (seeds 0, 1, 2); swapped labels: < 0
+    # 2. That discriminator frozen: G learns to make it say 'real'.
+    trainer, _, _ = _train_term(trained, "prior", {"realism": 1.0}, critic_lr=0.0)
+    start = s0.replace(critic=s1.critic)
+    g1, _ = jax.jit(trainer.update)(start, params, view, jax.random.key(SEED + 4))
+    x1, _, _, _, _ = _probe(trainer, clf, params, g1.generator)
+    before, after = fake, _real_prob(clf, s1.critic, x1)
+    print(f"D(G) {before:.3f} -> {after:.3f}")
+    # observed (seeds 0, 1, 2): 0.000 -> 0.998, 0.997, 0.993; an inverted target keeps ~0.
+    assert after >= before + 0.5
+
+
 @pytest.mark.parametrize("mode", gan.MODES)
-def test_generator_loss_falls_and_global_params_stay_frozen(frozen, mode):
-    clf, params, view = frozen
-    before = jax.tree.map(np.array, params)  # host copy, bit for bit
-    trainer = _trainer(clf, mode)
-    state = trainer.init(jax.random.key(2), view)
-    update = jax.jit(trainer.update)
-    state, first = update(state, params, view, jax.random.key(3))
-    for t in range(3):
-        state, last = update(state, params, view, jax.random.key(4 + t))
-    # Eq. 5's cross-entropy (present in every mode) falls as G learns to fool f.
-    assert float(last["ce"]) < float(first["ce"])
-    assert int(state.steps) == 4 * 15
-    chex.assert_trees_all_equal(jax.tree.map(np.array, params), before)
-    if mode in ("adversarial", "prior"):
-        assert state.critic is not None and "critic_loss" in last
-    else:
-        assert state.critic is None
+def test_every_mode_makes_f_assign_the_target_class(trained, mode):
+    clf, params, view = trained
+    trainer = gan.make_gan_trainer(
+        dataset="mnist",
+        classifier=clf,
+        mode=mode,
+        channels=8,
+        batch_per_class=2,
+        steps_per_round=STEPS,
+        learning_rate=LR,
+        samples_per_class=2,
+    )
+    s0 = trainer.init(jax.random.key(SEED + 2), view)
+    s1, metrics = jax.jit(trainer.update)(s0, params, view, jax.random.key(SEED + 3))
+    _, logits0, _, _, labels = _probe(trainer, clf, params, s0.generator)
+    _, logits1, _, _, _ = _probe(trainer, clf, params, s1.generator)
+    before, after = _ce(logits0, labels), _ce(logits1, labels)
+    print(f"{mode}: ce {before:.3f} -> {after:.3f}")
+    assert int(s1.steps) == STEPS
+    assert (
+        (s1.critic is not None) == (mode in ("adversarial", "prior")) == ("critic_loss" in metrics)
+    )
+    # observed ratios (seeds 0, 1, 2): paper 0.46, 0.32, 0.32; dafl 0.55, 0.41, 0.38;
+    # adversarial 0.37, 0.26, 0.26; prior 0.65, 0.70, 0.48 (its realism and diversity
+    # terms pull elsewhere). Float noise moves it by ~0.1%.
+    assert after <= 0.85 * before
 
 
 def test_gradient_reaches_generator_only(frozen):
