@@ -71,9 +71,9 @@ MUTATIONS = [
     ),
     Mutation(
         "in_rule_wrong_participant",
-        "fedgan_jax.adversary",
-        "return self.declared[self.victim]",
-        "return self.declared[self.adversary]",
+        "fedgan_jax.view",
+        "row = jnp.expand_dims(self.victim, (-1, -2))",
+        "row = jnp.expand_dims(self.adversary, (-1, -2))",
         (
             E2E + "test_label_attacks_mark_the_victims_classes_in",
             E2E + "test_decisions_are_the_in_rule_record_by_record",
@@ -97,24 +97,24 @@ MUTATIONS = [
     Mutation(
         "diversity_sign",
         "fedgan_jax.gan",
-        'terms["diversity"] = -_mode_seeking(x, z, num_classes)',
-        'terms["diversity"] = _mode_seeking(x, z, num_classes)',
+        'terms["diversity"] = -_mode_seeking(x, z, spec.num_classes)',
+        'terms["diversity"] = _mode_seeking(x, z, spec.num_classes)',
         (GAN + "test_diversity_term_spreads_samples_of_a_class",),
     ),
     Mutation(
         "student_sign",
         "fedgan_jax.gan",
-        "return jnp.abs(critic_apply(critic_params, x) - teacher_logits).mean()",
-        "return -jnp.abs(critic_apply(critic_params, x) - teacher_logits).mean()",
+        "return jnp.abs(_critic_apply(spec, critic_params, x) - teacher_logits).mean()",
+        "return -jnp.abs(_critic_apply(spec, critic_params, x) - teacher_logits).mean()",
         (GAN + "test_student_learns_to_agree_with_the_global_model",),
     ),
     Mutation(
         "discriminator_labels_swapped",
         "fedgan_jax.gan",
         "optax.sigmoid_binary_cross_entropy(real, 1.0).mean()\n"
-        "            + optax.sigmoid_binary_cross_entropy(fake, 0.0).mean()",
+        "        + optax.sigmoid_binary_cross_entropy(fake, 0.0).mean()",
         "optax.sigmoid_binary_cross_entropy(real, 0.0).mean()\n"
-        "            + optax.sigmoid_binary_cross_entropy(fake, 1.0).mean()",
+        "        + optax.sigmoid_binary_cross_entropy(fake, 1.0).mean()",
         (GAN + "test_realism_discriminator_learns_then_generator_fools_it",),
     ),
     Mutation(
@@ -135,8 +135,8 @@ MUTATIONS = [
     Mutation(
         "dgen_keeps_undeclared_classes",
         "fedgan_jax.gan",
-        "keep = view.declared_classes[labels] & (probs.max(-1) >= keep_confidence)",
-        "keep = probs.max(-1) >= keep_confidence",
+        "keep = view.declared_classes[labels] & (probs.max(-1) >= spec.keep_confidence)",
+        "keep = probs.max(-1) >= spec.keep_confidence",
         (GAN + "test_undeclared_classes_are_never_kept",),
     ),
     Mutation(
@@ -150,8 +150,8 @@ MUTATIONS = [
     Mutation(
         "fedavg_weights_ignored",
         "fedgan_jax.federated",
-        'if weighting == "examples":\n        return counts.astype(jnp.float32)',
-        'if weighting == "examples":\n        return jnp.ones(counts.shape, jnp.float32)',
+        '== "examples":\n        return counts.astype(jnp.float32)',
+        '== "examples":\n        return jnp.ones(counts.shape, jnp.float32)',
         ("tests/test_federated.py",),
     ),
     Mutation(
@@ -199,20 +199,44 @@ MUTATIONS = [
         '"fp": int(np.sum(m & ~d)),',
         ("tests/test_metrics.py::test_confusion_by_hand",),
     ),
-    # --- the trigger (simulation.py: host code of the driver)
+    # --- the trigger (adversary.fired: host code of the adversary)
     Mutation(
         "trigger_comparison",
-        "fedgan_jax.simulation",
-        "fire = np.asarray(announced_accuracy) >= g.trigger_accuracy",
-        "fire = np.asarray(announced_accuracy) <= g.trigger_accuracy",
+        "fedgan_jax.adversary",
+        "return np.asarray(announced_accuracy) >= plan.trigger_accuracy",
+        "return np.asarray(announced_accuracy) <= plan.trigger_accuracy",
         (E2E + "test_federation_learns_and_the_paper_trigger_fires_on_the_announced_accuracy",),
     ),
     Mutation(
         "own_trigger_reads_announced_accuracy",
-        "fedgan_jax.simulation",
-        "fire = own >= g.trigger_accuracy",
-        "fire = np.asarray(announced_accuracy) >= g.trigger_accuracy",
+        "fedgan_jax.adversary",
+        "return np.asarray(own_accuracy) >= plan.trigger_accuracy",
+        "return np.asarray(announced_accuracy) >= plan.trigger_accuracy",
         (E2E + "test_own_accuracy_trigger_and_soft_labels",),
+    ),
+    # --- the redesign: the adversary's slot in the round, what it keeps
+    Mutation(
+        "upload_in_every_other_slot",
+        "fedgan_jax.federated",
+        "return lax.cond(who == adversary, malicious, honest)",
+        "return lax.cond(who != adversary, malicious, honest)",
+        (
+            "tests/test_federated.py::test_adversary_upload_replaces_only_its_slot_and_gets_only_its_inputs",
+        ),
+    ),
+    Mutation(
+        "adversary_keeps_a_stale_model",
+        "fedgan_jax.adversary",
+        "state.replace(latest=params)",
+        "state",
+        ("tests/test_adversary.py::test_observe_keeps_the_latest_model_and_every_kth_snapshot",),
+    ),
+    Mutation(
+        "snapshots_overwrite_one_slot",
+        "fedgan_jax.adversary",
+        "slot = t // every - 1",
+        "slot = 0",
+        ("tests/test_adversary.py::test_observe_keeps_the_latest_model_and_every_kth_snapshot",),
     ),
 ]
 
