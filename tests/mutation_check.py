@@ -1,6 +1,6 @@
 """Mutation check: plausible bugs, injected in memory, must each make a test fail.
 
-    .venv/bin/python tests/mutation_check.py              # every mutation (~10 minutes)
+    .venv/bin/python tests/mutation_check.py              # every mutation (~10 CPU-minutes)
     .venv/bin/python tests/mutation_check.py ce_sign fedavg_weights   # some of them
 
 Each mutation is (name, module, exact original snippet, replacement, tests). For each one
