@@ -13,11 +13,13 @@ The signatures say so. Every function here takes at most:
 * its `AdversaryView`: its own records and the declared label sets;
 * for the final attacks, the candidate target records it is asked about.
 
-`observe` is what it does when M_t arrives (keep a snapshot, fire the trigger, take its
-generator steps against the frozen M_t); `attack` is what it computes on the targets after
-the last round. Its upload plugs into the round through `upload_update`: honest by
-default (it trains like every participant); a malicious upload is a function of the
-adversary's own inputs (`UploadInputs`) that the round calls in its slot.
+`observe` is what it does when M_t arrives (keep a snapshot, watch the targets' losses
+around its ascent rounds, fire the trigger, take its generator steps against the frozen
+M_t); `attack_targets` is what it computes on the targets after the last round (the
+label-based attacks, and the membership scores of `membership.py`). Its upload plugs into
+the round: honest by default (it trains like every participant); a malicious upload
+(`uploads.py`) is a function of the adversary's own inputs (`upload_inputs`) that the
+round calls in its slot.
 """
 
 from __future__ import annotations

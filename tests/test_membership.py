@@ -118,25 +118,34 @@ def memorised(tmp_path_factory):
     return out
 
 
-def _auc(result, attack):
-    return result["attacks"][attack]["strict"]["auc"]
+def _auc_vs_held_out(workdir, attack):
+    """AUC of the victim's records against the held-out records of its own classes only
+    (the strict protocol's test-split part), recomputed from membership.npz."""
+    npz = np.load(os.path.join(workdir, "membership.npz"))
+    member = npz["is_member__strict"]
+    held_out = npz["index__strict"] >= 100  # the pool: 100 training records, then test
+    keep = member | held_out
+    fpr, tpr, _ = metrics.roc_curve(member[keep], npz[f"score__{attack}__strict"][keep])
+    return metrics.auc(fpr, tpr)
 
 
 def test_calibrated_attacks_separate_memorised_members(memorised):
-    _, honest = memorised["honest"]
+    workdir, honest = memorised["honest"]
     assert honest["attacks"]["global_model"]["strict"]["tp"] == 20  # 20 members
-    for attack in ("loss_calibrated", "trajectory"):
-        assert _auc(honest, attack) > 0.75, attack
+    for attack in ("loss_calibrated", "trajectory", "gradient_ascent"):
+        assert _auc_vs_held_out(workdir, attack) > 0.65, attack
 
 
-def test_gradient_ascent_separates_and_loses_its_edge_without_the_upload(memorised):
-    _, ascent = memorised["gradient_ascent"]
+def test_gradient_ascent_upload_separates_and_costs_its_round(memorised):
+    workdir, ascent = memorised["gradient_ascent"]
     _, honest = memorised["honest"]
-    assert _auc(ascent, "gradient_ascent") > 0.75
-    assert _auc(honest, "gradient_ascent") < _auc(ascent, "gradient_ascent") - 0.15
-    # its cost is reported: the round of the upload and the one after, against honest
-    assert ascent["upload"]["rounds"] == [3] == honest["upload"]["rounds"]
+    assert _auc_vs_held_out(workdir, "gradient_ascent") > 0.65
+    # The same federation up to the ascent round, then the malicious round costs accuracy.
+    # (Here, with every client memorising, the passive loss drop of an honest round already
+    # separates as well: the test does not claim the upload adds to it; see README.)
     assert ascent["main_task_accuracy"][:2] == honest["main_task_accuracy"][:2]
+    assert ascent["upload"]["rounds"] == [3] == honest["upload"]["rounds"]
+    assert ascent["upload"]["accuracy_at"][0] < honest["upload"]["accuracy_at"][0] - 0.05
 
 
 def test_new_attacks_recomputed_from_membership_npz(memorised):
