@@ -9,13 +9,16 @@ gradient-ascent score must lose its edge when the same adversary uploads honestl
 
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedgan_jax import config_lib, membership, metrics
+from fedgan_jax import config_lib, federated, membership, metrics, uploads
+from fedgan_jax.attack import record_losses
 from fedgan_jax.errors import ConfigError
 from fedgan_jax.experiment import train_and_evaluate
+from fedgan_jax.uploads import make_adversary_update
 from tests.conftest import tiny_config
 
 NEW = ("loss_calibrated", "trajectory", "gradient_ascent")
@@ -159,3 +162,68 @@ def test_new_attacks_recomputed_from_membership_npz(memorised):
             )
             for name, value in got.items():
                 assert result["attacks"][attack]["strict"][name] == pytest.approx(value), name
+
+
+def _linear(params, x):
+    return x.reshape(x.shape[0], -1) @ params["w"]
+
+
+def _upload_config(upload):
+    c = tiny_config()
+    c.fl.local_epochs, c.fl.batch_size, c.fl.learning_rate = 2, 4, 0.1
+    c.adversary.upload, c.adversary.ascent_gamma, c.adversary.fake_per_class = upload, 3.0, 4
+    c.eval.batch_size = 4
+    return c
+
+
+def _records(seed, n=8, classes=3):
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.normal(size=(n, 2, 2, 1)), jnp.float32)
+    return x, jnp.asarray(np.arange(n) % classes, jnp.int32)
+
+
+def test_ascent_upload_is_the_honest_update_plus_gamma_norms_up_the_target_loss():
+    update = make_adversary_update(_upload_config("gradient_ascent"), _linear)
+    honest = make_adversary_update(_upload_config("honest"), _linear)
+    assert honest is None  # honest: the round has no adversary function
+    params = {"w": jnp.zeros((4, 3))}
+    x, y = _records(0)
+    tx, ty = _records(1, n=6)
+    key = jax.random.key(0)
+    inputs = uploads.AscentInputs(key=key, targets_x=tx, targets_y=ty, weight=jnp.ones(6))
+    new, _ = update(inputs, params, x, y, jnp.int32(8), jnp.float32(0.1))
+    plain = federated.make_client_update(_linear, local_epochs=2, batch_size=4)
+    base, _ = plain(params, x, y, jnp.int32(8), key, jnp.float32(0.1))
+    step = new["w"] - base["w"]
+    norm = float(jnp.linalg.norm(base["w"] - params["w"]))
+    np.testing.assert_allclose(float(jnp.linalg.norm(step)), 3.0 * norm, rtol=1e-4)
+
+    def target_loss(p):
+        return float(record_losses(_linear(p, tx), ty).mean())
+
+    assert target_loss(new) > target_loss(base)  # up the targets' loss
+
+
+def test_fake_class_upload_trains_fakes_of_the_victims_classes_under_its_own_label():
+    def generate(generator, key, per_class):  # class c's fakes: a constant image c
+        return jnp.broadcast_to(jnp.arange(3.0)[:, None, None, None, None], (3, per_class, 2, 2, 1))
+
+    update = make_adversary_update(_upload_config("fake_class"), _linear, generate)
+    params = {"w": jnp.zeros((4, 3))}
+    x, y = _records(0)
+
+    def fakes_label(active):
+        inputs = uploads.FakeInputs(
+            key=jax.random.key(0),
+            generator=jnp.zeros(()),
+            fake_classes=jnp.array([False, False, True]),  # the victim holds class 2
+            fake_label=jnp.int32(0),  # its own class
+            active=jnp.bool_(active),
+        )
+        new, metrics = update(inputs, params, x, y, jnp.int32(8), jnp.float32(0.1))
+        probs = jax.nn.softmax(_linear(new, generate(None, None, 1)[2]))
+        return float(probs[0, 0]), int(metrics["steps"])
+
+    (p_on, steps_on), (p_off, steps_off) = fakes_label(True), fakes_label(False)
+    assert p_on > p_off  # the victim's class-2 fakes pulled toward its own label 0
+    assert steps_on == 2 * 3 and steps_off == 2 * 2  # 8 own + 4 fakes, batch 4, 2 epochs
