@@ -107,7 +107,9 @@ def get_config() -> ml_collections.ConfigDict:
     # Rounds of the ascent upload; the gradient_ascent attack watches the targets' losses
     # in each and in the next round (also under upload=honest: the control).
     c.adversary.ascent_rounds = ()
-    c.adversary.ascent_gamma = 1.0  # ascent step length, in units of its honest update's norm
+    # Ascent step: moves the global model by this x the last global update's norm (its
+    # own upload's step is N participants times that, FedAvg divides it by about N).
+    c.adversary.ascent_gamma = 1.0
     c.adversary.ascent_targets = "victim_classes"  # victim_classes | pool (all candidates)
     c.adversary.fake_per_class = 32  # fake_class: generated samples per victim class a round
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from fedgan_jax import attack, checks, membership, training, uploads
 from fedgan_jax.engine import apply_fn_of, classifier_trainer, over_runs
@@ -70,6 +71,7 @@ class Plan:
     attacks: tuple[str, ...] = ()  # attack.attacks
     ascent_rounds: tuple[int, ...] = ()  # rounds of the gradient_ascent upload (and watch)
     ascent_targets: str = "victim_classes"
+    ascent_gamma: float = 1.0  # in global-update norms (uploads.py)
     adversary: int = 0  # its own index (fl.adversary)
 
     def runs(self, attack_name: str) -> bool:
@@ -98,6 +100,7 @@ class Plan:
             attacks=tuple(a.attacks),
             ascent_rounds=tuple(config.adversary.ascent_rounds),
             ascent_targets=config.adversary.ascent_targets,
+            ascent_gamma=config.adversary.ascent_gamma,
             adversary=config.fl.adversary,
         )
 
@@ -191,6 +194,7 @@ def init_state(
         ascent_loss=jnp.full((runs, len(plan.ascent_rounds), 2, num_candidates), jnp.nan)
         if plan.watches
         else None,
+        last_update_norm=jnp.zeros(runs, jnp.float32),
     )
 
 
@@ -245,6 +249,7 @@ def upload_inputs(
             targets_x=jnp.broadcast_to(pool_x, (runs, *pool_x.shape)),
             targets_y=jnp.broadcast_to(labels, (runs, *labels.shape)),
             weight=weight,
+            step=plan.ascent_gamma * view.declared.shape[-2] * state.last_update_norm,
         )
     active = np.asarray(state.gan_start) > 0
     if plan.upload == "fake_class" and active.any():
@@ -284,7 +289,9 @@ def observe(
     """The adversary receives M_t in round t: it keeps M_t (and a snapshot if configured),
     watches the targets' losses around its ascent rounds, fires its trigger, and takes its
     generator steps against the frozen M_t."""
-    state = _keep_snapshot(program, plan, state.replace(latest=params), params, t)
+    norm = jax.vmap(optax.tree.norm)(jax.tree.map(jnp.subtract, params, state.latest))
+    state = state.replace(latest=params, last_update_norm=norm)
+    state = _keep_snapshot(program, plan, state, params, t)
     state = _watch(program, plan, state, params, t, pool_x, pool_y)
     own = program.own_accuracy(params, view)
     start = np.asarray(state.gan_start)

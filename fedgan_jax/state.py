@@ -107,6 +107,8 @@ class AdversaryState:
     # gradient_ascent: the targets' losses under M_a and M_{a+1} for each ascent round a,
     # [R, A, 2, n_targets] (None when it watches none)
     ascent_loss: jax.Array | None = None
+    # [R] norm of the last global update it saw, ||M_t - M_{t-1}|| (sizes an ascent step)
+    last_update_norm: jax.Array | None = None
 
 
 @struct.dataclass

@@ -3,12 +3,15 @@
 * ``honest``: it trains like every participant; the round has no adversary function.
 * ``gradient_ascent`` (Nasr, Shokri & Houmansadr, S&P 2019, the active attacker): in each
   round of ``adversary.ascent_rounds`` it uploads its honest update plus a step *up* the
-  gradient of the mean loss on the target records, of length ``ascent_gamma`` times the
-  norm of its honest update. The targets are candidates it is asked about, chosen without
-  membership knowledge: every candidate of the victim's declared classes
-  (``ascent_targets=victim_classes``) or every candidate (``pool``). In the next round the
-  victim's local training pulls its own records back down, more than the non-members of
-  its classes; the adversary watches the targets' losses (`membership.loss_drop`).
+  gradient of the mean loss on the target records. The step moves the *global* model by
+  ``ascent_gamma`` times the norm of the last global update it saw (M_{t-1} - M_{t-2}):
+  FedAvg divides its upload by about the number of participants N (it knows N from the
+  declared label sets), so its own step is N times that. The targets are candidates it is
+  asked about, chosen without membership knowledge: every candidate of the victim's
+  declared classes (``ascent_targets=victim_classes``) or every candidate (``pool``). In
+  the next round the victim's local training pulls its own records back down, more than
+  the non-members of its classes; the adversary watches the targets' losses
+  (`membership.loss_drop`).
 * ``fake_class`` (Hitaj, Ateniese & Perez-Cruz, CCS 2017, the active GAN): once its
   generator runs, its local training also fits ``fake_per_class`` generated samples of
   each of the victim's declared classes labelled with its own first class, so the victim's
@@ -42,6 +45,7 @@ class AscentInputs:
     targets_x: jax.Array  # [n, ...] the candidate records
     targets_y: jax.Array  # [n]
     weight: jax.Array  # [n] 1 for an ascent target, 0 otherwise
+    step: jax.Array  # [] the ascent step's length in its upload
 
 
 @struct.dataclass
@@ -63,13 +67,13 @@ def make_adversary_update(
         apply_fn, local_epochs=fl.local_epochs, batch_size=fl.batch_size
     )
     if a.upload == "gradient_ascent":
-        return _ascent_update(honest, apply_fn, a.ascent_gamma, config.eval.batch_size)
+        return _ascent_update(honest, apply_fn, config.eval.batch_size)
     if a.upload == "fake_class":
         return _fake_update(honest, generate, a.fake_per_class)
     return None
 
 
-def _ascent_update(honest, apply_fn, gamma: float, chunk: int) -> Callable:
+def _ascent_update(honest, apply_fn, chunk: int) -> Callable:
     def target_loss(params, inputs: AscentInputs):
         def part(xw):
             x, y, w = xw
@@ -86,9 +90,8 @@ def _ascent_update(honest, apply_fn, gamma: float, chunk: int) -> Callable:
 
     def update(inputs: AscentInputs, global_params, x, y, count, learning_rate):
         new, metrics = honest(global_params, x, y, count, inputs.key, learning_rate)
-        delta = jax.tree.map(jnp.subtract, new, global_params)
         grad = jax.grad(target_loss)(global_params, inputs)
-        scale = gamma * optax.tree.norm(delta) / jnp.maximum(optax.tree.norm(grad), 1e-12)
+        scale = inputs.step / jnp.maximum(optax.tree.norm(grad), 1e-12)
         return jax.tree.map(lambda p, g: p + scale * g, new, grad), metrics
 
     return update

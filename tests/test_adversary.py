@@ -138,7 +138,10 @@ def test_upload_inputs_hold_only_the_adversarys_own_inputs(setting, upload):
         adv.Plan.from_config(config), upload=upload, ascent_rounds=(2,), attacks=("gan",)
     )
     state = adv.init_state(program, plan, params[0], view, keys, grid_shape=(10, 2, 28, 28, 1))
-    state = state.replace(gan_start=jnp.array([1, 0]))  # run 0's generator runs, run 1's not
+    state = state.replace(
+        gan_start=jnp.array([1, 0]),  # run 0's generator runs, run 1's not
+        last_update_norm=jnp.array([0.5, 2.0]),  # the last global update it saw
+    )
     rng = np.random.default_rng(3)
     pool_x = jnp.asarray(rng.uniform(-1, 1, (12, 28, 28, 1)), jnp.float32)
     pool_y = jnp.asarray(np.arange(12) % 10, jnp.int32)
@@ -164,6 +167,8 @@ def test_upload_inputs_hold_only_the_adversarys_own_inputs(setting, upload):
     if upload == "gradient_ascent":  # the candidates of the victim's classes (1 and 6)
         np.testing.assert_array_equal(inputs.targets_x[1], pool_x)
         np.testing.assert_array_equal(inputs.weight[0], np.isin(np.arange(12) % 10, [1, 6]))
+        gamma = plan.ascent_gamma  # the global model moves gamma last updates: N=5 x that
+        np.testing.assert_allclose(inputs.step, [gamma * 5 * 0.5, gamma * 5 * 2.0], rtol=1e-6)
         assert inputs_for(view, t=3) is None  # not an ascent round: it uploads honestly
     else:
         jax.tree.map(np.testing.assert_array_equal, inputs.generator, state.gan.generator)
