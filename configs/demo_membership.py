@@ -4,8 +4,8 @@
 
 Bundled MNIST, 5 participants, k=2, seed 0: 70 rounds (the demo reaches ~0.94 by round
 60). One run per ``adversary.upload``: honest, gradient_ascent (its update plus one
-loss-ascent step on every candidate of the victim's classes in round 60, of length one
-honest update; the attack watches round 61), fake_class (once its generator starts, its
+loss-ascent step on every candidate of the victim's classes in round 60 that moves the
+global model by one global update's norm; the attack watches round 61), fake_class (once its generator starts, its
 local training also fits generated samples of the victim's classes under its own first
 label). Every run scores the label-based attacks (gan, global_model), the loss threshold,
 and the membership attacks: loss_calibrated, trajectory (a snapshot every 5 rounds) and
