@@ -3,14 +3,15 @@
     python experiments/sweep.py --config=configs/demo_membership.py --workdir=runs/membership
 
 Bundled MNIST, 5 participants, k=2, seed 0: 70 rounds (the demo reaches ~0.94 by round
-60). One run per ``adversary.upload``: honest, gradient_ascent (its update plus one
+60). One run per ``adversary.upload``: honest; gradient_ascent (its update plus one
 loss-ascent step on every candidate of the victim's classes in round 60 that moves the
-global model by one global update's norm; the attack watches round 61), fake_class (once its generator starts, its
-local training also fits generated samples of the victim's classes under its own first
-label). Every run scores the label-based attacks (gan, global_model), the loss threshold,
-and the membership attacks: loss_calibrated, trajectory (a snapshot every 5 rounds) and
-gradient_ascent (under honest and fake_class uploads it is the passive control: the same
-loss drop, without the ascent step). Three seeds: ``--config.sweep.seeds='(0,1,2)'``.
+global model by one global update's norm; the attack watches round 61); fake_class (once
+its generator starts, its local training also fits generated samples of the victim's
+classes under its own first label). Every run scores the label-based attacks (gan,
+global_model), the loss threshold, and the membership attacks: loss_calibrated,
+trajectory (a snapshot every 5 rounds) and gradient_ascent (under honest and fake_class
+uploads it is the passive control: the same loss drop, without the ascent step).
+Three seeds: ``--config.sweep.seeds='(0,1,2)'``.
 """
 
 from configs import demo

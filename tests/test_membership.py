@@ -139,13 +139,13 @@ def test_calibrated_attacks_separate_memorised_members(memorised):
         assert _auc_vs_held_out(workdir, attack) > 0.65, attack
 
 
-def test_gradient_ascent_upload_separates_and_costs_its_round(memorised):
+def test_gradient_ascent_upload_costs_its_round_only(memorised):
     workdir, ascent = memorised["gradient_ascent"]
     _, honest = memorised["honest"]
-    assert _auc_vs_held_out(workdir, "gradient_ascent") > 0.65
     # The same federation up to the ascent round, then the malicious round costs accuracy.
-    # (Here, with every client memorising, the passive loss drop of an honest round already
-    # separates as well: the test does not claim the upload adds to it; see README.)
+    # Not asserted: that the ascent adds to the separation. Here, with every client
+    # memorising, the passive loss drop of an honest round separates (the test above) and
+    # the ascent upload does not improve on it (see README, "Membership inference").
     assert ascent["main_task_accuracy"][:2] == honest["main_task_accuracy"][:2]
     assert ascent["upload"]["rounds"] == [3] == honest["upload"]["rounds"]
     assert ascent["upload"]["accuracy_at"][0] < honest["upload"]["accuracy_at"][0] - 0.05
