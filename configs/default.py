@@ -98,9 +98,20 @@ def get_config() -> ml_collections.ConfigDict:
     # Global models the adversary keeps besides the latest: every k-th round (0: none).
     # MNIST params are 2.1 MB each: all 400 rounds cost 0.86 GB of host memory.
     c.adversary.snapshot_every = 0
-    # What the adversary uploads each round (fedgan_jax.adversary.UPLOADS): honest = it
-    # trains like every participant.
+    # What the adversary uploads (fedgan_jax/uploads.py): honest = it trains like every
+    # participant; gradient_ascent (Nasr et al. 2019) = its update plus a loss-ascent step
+    # on the targets in each ascent round; fake_class (Hitaj et al. 2017) = once its
+    # generator runs, it also trains on generated samples of the victim's classes labelled
+    # with its own first class.
     c.adversary.upload = "honest"
+    # Rounds of the ascent upload; the gradient_ascent attack watches the targets' losses
+    # in each and in the next round (also under upload=honest: the control).
+    c.adversary.ascent_rounds = ()
+    # Ascent step: moves the global model by this x the last global update's norm (its
+    # own upload's step is N participants times that, FedAvg divides it by about N).
+    c.adversary.ascent_gamma = 1.0
+    c.adversary.ascent_targets = "victim_classes"  # victim_classes | pool (all candidates)
+    c.adversary.fake_per_class = 32  # fake_class: generated samples per victim class a round
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = 10  # rounds between checkpoints (0: never)

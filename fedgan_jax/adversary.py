@@ -13,11 +13,13 @@ The signatures say so. Every function here takes at most:
 * its `AdversaryView`: its own records and the declared label sets;
 * for the final attacks, the candidate target records it is asked about.
 
-`observe` is what it does when M_t arrives (keep a snapshot, fire the trigger, take its
-generator steps against the frozen M_t); `attack` is what it computes on the targets after
-the last round. Its upload plugs into the round through `upload_update`: honest by
-default (it trains like every participant); a malicious upload is a function of the
-adversary's own inputs (`UploadInputs`) that the round calls in its slot.
+`observe` is what it does when M_t arrives (keep a snapshot, watch the targets' losses
+around its ascent rounds, fire the trigger, take its generator steps against the frozen
+M_t); `attack_targets` is what it computes on the targets after the last round (the
+label-based attacks, and the membership scores of `membership.py`). Its upload plugs into
+the round: honest by default (it trains like every participant); a malicious upload
+(`uploads.py`) is a function of the adversary's own inputs (`upload_inputs`) that the
+round calls in its slot.
 """
 
 from __future__ import annotations
@@ -29,24 +31,26 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-from fedgan_jax import attack, checks, training
+from fedgan_jax import attack, checks, membership, training, uploads
 from fedgan_jax.engine import apply_fn_of, classifier_trainer, over_runs
 from fedgan_jax.errors import NonFiniteError
 from fedgan_jax.state import AdversaryKeys, AdversaryState, Snapshots, put_row, round_key
 from fedgan_jax.types import Config
+from fedgan_jax.uploads import UPLOADS, AscentInputs, FakeInputs  # noqa: F401
 from fedgan_jax.view import AdversaryView, adversary_view  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from fedgan_jax.gan import GanTrainer
 
-UPLOADS = ("honest",)  # what the adversary uploads; malicious uploads add their names here
 
-
-def check_config(section, rounds: int) -> None:
-    """``config.adversary``: what it keeps and what it uploads."""
-    checks.integer("adversary.snapshot_every", section.snapshot_every, 0, rounds)
-    checks.choice("adversary.upload", section.upload, UPLOADS)
+def check_config(section, rounds: int, attacks: tuple[str, ...] = ()) -> None:
+    """``config.adversary``: what it keeps and what it uploads (`uploads.check_config`)."""
+    every = checks.integer("adversary.snapshot_every", section.snapshot_every, 0, rounds)
+    if "trajectory" in attacks and not every:
+        checks.fail("adversary.snapshot_every", every, "the trajectory attack needs snapshots")
+    uploads.check_config(section, rounds, attacks)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +68,19 @@ class Plan:
     soft_labels: bool  # attack.label_mode == soft
     loss_threshold: bool  # attack.attacks holds loss_threshold
     upload: str = "honest"
+    attacks: tuple[str, ...] = ()  # attack.attacks
+    ascent_rounds: tuple[int, ...] = ()  # rounds of the gradient_ascent upload (and watch)
+    ascent_targets: str = "victim_classes"
+    ascent_gamma: float = 1.0  # in global-update norms (uploads.py)
+    adversary: int = 0  # its own index (fl.adversary)
+
+    def runs(self, attack_name: str) -> bool:
+        return attack_name in self.attacks
+
+    @property
+    def watches(self) -> bool:
+        """It measures the targets' losses around the ascent rounds (gradient_ascent)."""
+        return self.runs("gradient_ascent") and bool(self.ascent_rounds)
 
     @classmethod
     def from_config(cls, config: Config) -> Plan:
@@ -80,6 +97,11 @@ class Plan:
             soft_labels=a.label_mode == "soft",
             loss_threshold="loss_threshold" in a.attacks,
             upload=config.adversary.upload,
+            attacks=tuple(a.attacks),
+            ascent_rounds=tuple(config.adversary.ascent_rounds),
+            ascent_targets=config.adversary.ascent_targets,
+            ascent_gamma=config.adversary.ascent_gamma,
+            adversary=config.fl.adversary,
         )
 
 
@@ -147,8 +169,10 @@ def init_state(
     keys: AdversaryKeys,
     *,
     grid_shape: tuple[int, ...],
+    num_candidates: int = 0,
 ) -> AdversaryState:
-    """Nothing kept yet; snapshots preallocated, so their memory shows at once."""
+    """Nothing kept yet; snapshots (and the losses it watches, over `num_candidates`
+    target records) preallocated, so their memory shows at once."""
     runs, t = view.victim.shape[0], plan.rounds
     kept = t // plan.snapshot_every if plan.snapshot_every else 0
     snapshots = None
@@ -167,6 +191,10 @@ def init_state(
         own_accuracy=jnp.full((runs, t), jnp.nan, jnp.float32),
         generator_loss=jnp.full((runs, t), jnp.nan, jnp.float32),
         generator_fooled=jnp.full((runs, t), jnp.nan, jnp.float32),
+        ascent_loss=jnp.full((runs, len(plan.ascent_rounds), 2, num_candidates), jnp.nan)
+        if plan.watches
+        else None,
+        last_update_norm=jnp.zeros(runs, jnp.float32),
     )
 
 
@@ -181,6 +209,59 @@ def _keep_snapshot(program, plan: Plan, state: AdversaryState, params, t: int) -
             round=snaps.round.at[slot].set(t), params=program.keep(snaps.params, params, slot)
         )
     )
+
+
+def _watch(program, plan: Plan, state: AdversaryState, params, t, pool_x, pool_y):
+    """The targets' losses under M_a (an ascent round a) and M_{a+1} (the round after)."""
+    if not plan.watches:
+        return state
+    for i, a in enumerate(plan.ascent_rounds):
+        if t in (a, a + 1):
+            logits = program.pool_logits(params, pool_x)
+            loss = jax.vmap(attack.record_losses, (0, None))(logits, jnp.asarray(pool_y))
+            table = state.ascent_loss.at[:, i, t - a].set(loss)
+            return state.replace(ascent_loss=table)
+    return state
+
+
+def upload_inputs(
+    plan: Plan,
+    state: AdversaryState,
+    t: int,
+    *,
+    view: AdversaryView,
+    keys: AdversaryKeys,
+    pool_x: jax.Array,
+    pool_y: jax.Array,
+):
+    """What its malicious upload in round t needs, from its own state, keys and candidates
+    (`uploads.AscentInputs` / `FakeInputs`); None when it uploads honestly this round."""
+    runs = view.victim.shape[0]
+    key = jax.vmap(round_key, (0, None))(keys.upload, t)
+    if plan.upload == "gradient_ascent" and t in plan.ascent_rounds:
+        labels = jnp.asarray(pool_y)
+        if plan.ascent_targets == "pool":
+            weight = jnp.ones((runs, labels.shape[0]), jnp.float32)
+        else:  # the candidates of the victim's declared classes
+            weight = jnp.take(view.victim_labels, labels, axis=1).astype(jnp.float32)
+        return AscentInputs(
+            key=key,
+            targets_x=jnp.broadcast_to(pool_x, (runs, *pool_x.shape)),
+            targets_y=jnp.broadcast_to(labels, (runs, *labels.shape)),
+            weight=weight,
+            step=plan.ascent_gamma * view.declared.shape[-2] * state.last_update_norm,
+        )
+    active = np.asarray(state.gan_start) > 0
+    if plan.upload == "fake_class" and active.any():
+        own = view.declared[jnp.arange(runs), view.adversary]  # [R, C] its declared labels
+        return FakeInputs(
+            key=key,
+            generator=state.gan.generator,
+            fake_classes=view.victim_labels,
+            fake_label=jnp.argmax(own, axis=-1).astype(jnp.int32),
+            active=jnp.asarray(active),
+        )
+    return None
 
 
 def fired(plan: Plan, announced_accuracy, own_accuracy, t: int) -> np.ndarray:
@@ -202,10 +283,16 @@ def observe(
     *,
     view: AdversaryView,
     keys: AdversaryKeys,
+    pool_x: jax.Array | None = None,
+    pool_y: jax.Array | None = None,
 ) -> AdversaryState:
     """The adversary receives M_t in round t: it keeps M_t (and a snapshot if configured),
-    fires its trigger, and takes its generator steps against the frozen M_t."""
-    state = _keep_snapshot(program, plan, state.replace(latest=params), params, t)
+    watches the targets' losses around its ascent rounds, fires its trigger, and takes its
+    generator steps against the frozen M_t."""
+    norm = jax.vmap(optax.tree.norm)(jax.tree.map(jnp.subtract, params, state.latest))
+    state = state.replace(latest=params, last_update_norm=norm)
+    state = _keep_snapshot(program, plan, state, params, t)
+    state = _watch(program, plan, state, params, t, pool_x, pool_y)
     own = program.own_accuracy(params, view)
     start = np.asarray(state.gan_start)
     start = np.where((start == 0) & fired(plan, announced_accuracy, own, t), t, start)
@@ -250,6 +337,27 @@ def label_scores(logits, victim_labels) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(scores), np.asarray(jax.vmap(attack.decide)(logits, labels))
 
 
+def _membership_z(program, plan: Plan, state: AdversaryState, global_logits, pool_x, pool_y):
+    """Each configured membership attack's calibrated z-score ``[R, n]`` (membership.py)."""
+    labels, z = jnp.asarray(pool_y), {}
+    if plan.runs("loss_calibrated"):
+        z["loss_calibrated"] = jax.vmap(membership.calibrated, (0, None))(global_logits, labels)
+    if plan.runs("trajectory"):
+        snaps = state.snapshots
+        per_round = [
+            program.pool_logits(jax.tree.map(lambda a, k=k: a[:, k], snaps.params), pool_x)
+            for k in range(snaps.round.shape[0])
+        ]
+        stacked = jnp.stack(per_round, axis=1)  # [R, K, n, C]
+        z["trajectory"] = jax.vmap(membership.trajectory, (0, None))(stacked, labels)
+    if plan.watches:
+        before, after = state.ascent_loss[:, :, 0], state.ascent_loss[:, :, 1]
+        z["gradient_ascent"] = jax.vmap(membership.loss_drop, (0, 0, None, None))(
+            before, after, labels, global_logits.shape[-1]
+        )
+    return z
+
+
 def attack_targets(
     program: AdversaryProgram,
     plan: Plan,
@@ -284,6 +392,11 @@ def attack_targets(
         )
         out["scores"]["loss_threshold"] = np.asarray(scores)
         out["decisions"]["loss_threshold"] = np.asarray(decisions)
+    for name, z in _membership_z(program, plan, state, global_logits, pool_x, pool_y).items():
+        scores, decisions = jax.vmap(membership.user_level)(
+            jnp.asarray(global_logits), victim_labels, z
+        )
+        out["scores"][name], out["decisions"][name] = np.asarray(scores), np.asarray(decisions)
     if plan.uses_gan:  # runs whose generator never started are reported as such
         dgen = program.sample(state.gan, params, view, keys.sample)
         clf, fit_metrics = program.fit_dgen(keys.attack, dgen)

@@ -29,7 +29,16 @@ from flax import linen as nn
 from fedgan_jax import checks, models, training
 from fedgan_jax.protocols import PROTOCOLS
 
-ATTACKS = ("gan", "global_model", "oracle", "loss_threshold")
+# The membership attacks (loss_calibrated, trajectory, gradient_ascent) are in membership.py.
+ATTACKS = (
+    "gan",
+    "global_model",
+    "oracle",
+    "loss_threshold",
+    "loss_calibrated",
+    "trajectory",
+    "gradient_ascent",
+)
 LABEL_MODES = ("hard", "soft")
 
 

@@ -45,7 +45,7 @@ def validate(config, *, label_counts: Iterable[int] | None = None) -> None:
     attacks = attack.check_config(config.attack)
     gan.check_config(config.gan, rounds=rounds, uses_gan="gan" in attacks)
     _check_sweep_modes(config.gan, tuple(config.sweep.gan_modes), rounds, "gan" in attacks)
-    adversary.check_config(config.adversary, rounds)
+    adversary.check_config(config.adversary, rounds, attacks)
     checks.integer("checkpoint.every", config.checkpoint.every, 0)
     checks.integer("checkpoint.keep", config.checkpoint.keep, 1)
 

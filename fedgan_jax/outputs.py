@@ -139,6 +139,31 @@ def _result(config, setup, r, history, gan_start, gan_missing, accuracy, attacks
         "attack_model_accuracy": None if gan_missing else accuracy.get("gan"),
         "oracle_model_accuracy": accuracy.get("oracle"),
         "attacks": attacks,
+        "upload": upload_report(config, history["accuracy"], gan_start),
+    }
+
+
+def upload_report(config: Config, accuracy: np.ndarray, gan_start: int) -> dict[str, Any]:
+    """The main-task cost of the adversary's upload: accuracy in the round before, the
+    round of, and the round after each malicious round, and at the end. Under ``honest``
+    the same rounds of ``adversary.ascent_rounds``, to compare with the same seed's run;
+    under ``fake_class`` its first malicious round (every round after its generator
+    started uploads fakes)."""
+    a = config.adversary
+    rounds = list(a.ascent_rounds)
+    if a.upload == "fake_class":
+        rounds = [gan_start + 1] if gan_start and gan_start < len(accuracy) else []
+
+    def at(t):
+        return float(accuracy[t - 1]) if 1 <= t <= len(accuracy) else None
+
+    return {
+        "name": a.upload,
+        "rounds": rounds,
+        "accuracy_before": [at(t - 1) for t in rounds],
+        "accuracy_at": [at(t) for t in rounds],
+        "accuracy_next": [at(t + 1) for t in rounds],
+        "final_accuracy": at(len(accuracy)),
     }
 
 

@@ -23,12 +23,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedgan_jax import adversary as adv
-from fedgan_jax import federated, gan, models
+from fedgan_jax import federated, gan, models, uploads
 from fedgan_jax.data import Dataset
 from fedgan_jax.engine import (
     EvalProgram,
     ServerProgram,
     Setup,
+    apply_fn_of,
     build_eval,
     build_server,
     clients_per_round,
@@ -54,6 +55,7 @@ class Engine(NamedTuple):
     """The compiled programs of one config for batches of `num_runs` runs."""
 
     server: ServerProgram
+    upload: ServerProgram | None  # rounds with the adversary's malicious upload (None: honest)
     adversary: adv.AdversaryProgram
     evaluation: EvalProgram
     plan: adv.Plan
@@ -67,11 +69,16 @@ def build_engine(config: Config, dataset: Dataset, num_runs: int) -> Engine:
     classifier = models.classifier(dataset.name, config.model.conv_impl)
     mesh = make_mesh(mesh_devices(config))
     shape = dataset.image_shape
+    trainer = gan_trainer(config, dataset, classifier)
+    malicious = uploads.make_adversary_update(config, apply_fn_of(classifier), trainer.images)
     return Engine(
         server=build_server(config, classifier, shape, num_runs, mesh=mesh),
-        adversary=adv.build_program(
-            config, classifier, shape, num_runs, gan_trainer(config, dataset, classifier)
+        upload=None
+        if malicious is None
+        else build_server(
+            config, classifier, shape, num_runs, mesh=mesh, adversary_update=malicious
         ),
+        adversary=adv.build_program(config, classifier, shape, num_runs, trainer),
         evaluation=build_eval(config, classifier, shape, num_runs),
         plan=adv.Plan.from_config(config),
         mesh=mesh,
@@ -121,7 +128,13 @@ def initial_state(
     return RunState(
         server=ServerState(params=params, round=jnp.zeros((), jnp.int32)),
         adversary=adv.init_state(
-            engine.adversary, engine.plan, params, view, keys.adversary, grid_shape=grid
+            engine.adversary,
+            engine.plan,
+            params,
+            view,
+            keys.adversary,
+            grid_shape=grid,
+            num_candidates=len(ds.train_y) + len(ds.test_y),
         ),
         log=eval_log(setup.num_runs, config.fl.rounds, clients_per_round(config)),
     )
@@ -153,12 +166,22 @@ def learning_rate(config: Config, t: int) -> np.float32:
 
 
 def server_round(
-    engine: Engine, config: Config, setup: Setup, state: RunState, clients, keys: Keys, test
+    engine: Engine,
+    config: Config,
+    setup: Setup,
+    state: RunState,
+    clients,
+    keys: Keys,
+    test,
+    adversary_inputs=None,
 ) -> RunState:
-    """Round t on the server (FedAvg) and in the experimenter's log (not the adversary's)."""
+    """Round t on the server (FedAvg) and in the experimenter's log (not the adversary's).
+    With `adversary_inputs` (its malicious upload this round) the adversary's slot runs
+    its own update; without, every participant trains honestly (the honest program)."""
     t = state.round + 1
-    params, metrics = engine.server.round(
-        state.server.params, clients, keys.server.fl, t, learning_rate(config, t), None
+    program = engine.server if adversary_inputs is None else engine.upload
+    params, metrics = program.round(
+        state.server.params, clients, keys.server.fl, t, learning_rate(config, t), adversary_inputs
     )
     evals, metrics = jax.device_get((engine.evaluation.evaluate(params, *test), metrics))
     _check_finite(metrics["finite"], "a client's local training", t, setup, metrics["client"])
@@ -185,10 +208,22 @@ def federate(
     on_round: Callable[[RunState, float], None] | None = None,
 ) -> RunState:
     """Rounds ``state.round+1 .. T``; `on_round(state, seconds)` after each (progress,
-    checkpoints)."""
+    checkpoints). The adversary may be asked about the candidate pool (`candidate_pool`)."""
+    pool_x, pool_y = candidate_pool(setup.dataset)
     for t in range(state.round + 1, config.fl.rounds + 1):
         tic = time.perf_counter()
-        state = server_round(engine, config, setup, state, clients, keys, test)
+        inputs = None
+        if engine.upload is not None:  # the adversary decides what it uploads this round
+            inputs = adv.upload_inputs(
+                engine.plan,
+                state.adversary,
+                t,
+                view=view,
+                keys=keys.adversary,
+                pool_x=pool_x,
+                pool_y=pool_y,
+            )
+        state = server_round(engine, config, setup, state, clients, keys, test, inputs)
         announced = np.asarray(state.log.accuracy[:, t - 1])  # what the server announces
         observed = adv.observe(
             engine.adversary,
@@ -199,11 +234,20 @@ def federate(
             t,
             view=view,
             keys=keys.adversary,
+            pool_x=pool_x,
+            pool_y=pool_y,
         )
         state = state.replace(adversary=observed)
         if on_round is not None:
             on_round(state, time.perf_counter() - tic)
     return state
+
+
+def candidate_pool(dataset: Dataset) -> tuple[jax.Array, jax.Array]:
+    """The records the adversary is asked about: every training record, then every test
+    record (protocols.py); labels included, membership not."""
+    x = jnp.asarray(np.concatenate([dataset.train_x, dataset.test_x]))
+    return x, jnp.asarray(np.concatenate([dataset.train_y, dataset.test_y]))
 
 
 def oracle_attack(engine: Engine, dataset: Dataset, keys: EvalKeys, victim_labels, pool_x):
@@ -222,8 +266,7 @@ def attack_phase(
     """Every configured attack on the pool (train records, then test records), plus the
     accuracy on the test split of each attack classifier. Host arrays, run axis first."""
     ds = setup.dataset
-    pool_x = jnp.asarray(np.concatenate([ds.train_x, ds.test_x]))
-    pool_y = np.concatenate([ds.train_y, ds.test_y])
+    pool_x, pool_y = candidate_pool(ds)
     out = adv.attack_targets(
         engine.adversary,
         engine.plan,
@@ -231,7 +274,7 @@ def attack_phase(
         view=view,
         keys=keys.adversary,
         pool_x=pool_x,
-        pool_y=jnp.asarray(pool_y),
+        pool_y=pool_y,
     )
     attacks = config.attack.attacks
     if "oracle" in attacks:
@@ -247,5 +290,5 @@ def attack_phase(
     for name in list(out["scores"]):
         if name not in attacks:  # global_model is always scored (its accuracy is reported)
             del out["scores"][name], out["decisions"][name]
-    out["pool_y"] = pool_y
+    out["pool_y"] = np.asarray(pool_y)
     return out

@@ -3,7 +3,8 @@
 * `ServerState`: the federation's truth, the global params and the round.
 * `AdversaryState`: what the adversary kept (paper Sec. III-D): the latest global model
   it received, the snapshots it chose to keep, its generator (and critic) state, when its
-  generator started, and its own per-round measurements. The server never reads it.
+  generator started, and its own per-round measurements (the targets' losses it watches
+  around a gradient-ascent upload). The server never reads it.
 * `EvalLog`: what the experimenter records for the report (main-task accuracy and loss,
   the clients' training losses). No adversary function ever receives it.
 
@@ -103,6 +104,11 @@ class AdversaryState:
     own_accuracy: jax.Array  # [R, T] the global model on its own records, per round
     generator_loss: jax.Array  # [R, T] (nan before the generator starts)
     generator_fooled: jax.Array  # [R, T]
+    # gradient_ascent: the targets' losses under M_a and M_{a+1} for each ascent round a,
+    # [R, A, 2, n_targets] (None when it watches none)
+    ascent_loss: jax.Array | None = None
+    # [R] norm of the last global update it saw, ||M_t - M_{t-1}|| (sizes an ascent step)
+    last_update_norm: jax.Array | None = None
 
 
 @struct.dataclass

@@ -114,11 +114,80 @@ def summarize(
     """Writes summary.csv / summary.md / accuracy.csv and the figures; returns the rows."""
     groups = _groups(runs)
     rows, accuracy_rows = _attack_rows(config, groups, results), _accuracy_rows(groups, results)
-    for name, table in (("summary.csv", rows), ("accuracy.csv", accuracy_rows)):
-        io.write_csv(os.path.join(workdir, name), list(table[0]), [list(r.values()) for r in table])
-    io.write_text(os.path.join(workdir, "summary.md"), markdown(rows, accuracy_rows))
+    cost_rows = upload_cost_rows(groups, results)
+    tables = (
+        ("summary.csv", rows),
+        ("accuracy.csv", accuracy_rows),
+        ("upload_cost.csv", cost_rows),
+    )
+    for name, table in tables:
+        if table:
+            io.write_csv(
+                os.path.join(workdir, name), list(table[0]), [list(r.values()) for r in table]
+            )
+    text = markdown(rows, accuracy_rows) + (upload_markdown(cost_rows) if cost_rows else "")
+    io.write_text(os.path.join(workdir, "summary.md"), text)
     _figures(config, workdir, runs, results, run_dir)
-    return {"rows": rows, "accuracy": accuracy_rows}
+    return {"rows": rows, "accuracy": accuracy_rows, "upload_cost": cost_rows}
+
+
+UPLOAD = "adversary.upload"
+COST_FIELDS = ("accuracy_at", "accuracy_next", "final_accuracy")
+
+
+def _honest_twin(run: RunSpec) -> RunSpec:
+    return RunSpec(tuple((f, "honest" if f == UPLOAD else v) for f, v in run.overrides))
+
+
+def upload_cost_rows(groups: dict, results: dict) -> list[dict]:
+    """Per malicious-upload setting: main-task accuracy in the round of its (first)
+    malicious upload, the round after and at the end, and each minus the honest run of
+    the same seed and other axes (mean and std over seeds). Empty without the axis."""
+    rows = []
+    for mine in groups.values():
+        if mine[0].get(UPLOAD) in (None, "honest"):
+            continue
+        row = {**columns(mine[0]), "seeds": len(mine)}
+        for field in COST_FIELDS:
+            values, deltas = [], []
+            for r in mine:
+                twin = results.get(_honest_twin(r))
+                mine_v, twin_v = _first(results[r]["upload"], field), None
+                if twin is not None and results[r]["upload"]["rounds"]:
+                    twin_v = _accuracy_in(twin, results[r]["upload"], field)
+                values.append(mine_v)
+                deltas.append(None if mine_v is None or twin_v is None else mine_v - twin_v)
+            row[f"{field}_mean"], row[f"{field}_std"] = _mean_std(values)
+            row[f"{field}_delta_mean"], row[f"{field}_delta_std"] = _mean_std(deltas)
+        rows.append(row)
+    return rows
+
+
+def _first(upload: dict, field: str):
+    value = upload.get(field)
+    return (value[0] if value else None) if isinstance(value, list) else value
+
+
+def _accuracy_in(honest: dict, upload: dict, field: str):
+    """The honest run's accuracy in the same round as the malicious run's `field`."""
+    acc = honest["main_task_accuracy"]
+    t = {"accuracy_at": upload["rounds"][0], "accuracy_next": upload["rounds"][0] + 1}.get(
+        field, len(acc)
+    )
+    return acc[t - 1] if t <= len(acc) else None
+
+
+def upload_markdown(rows: list[dict]) -> str:
+    names = [k for k in rows[0] if k != "seeds" and not k.endswith(("_mean", "_std"))]
+    head = [*names, "seeds", "acc. in upload round (vs honest)", "next round", "final"]
+    lines = ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [*(str(r[n]) for n in names), str(r["seeds"])]
+        for f in COST_FIELDS:
+            delta = _fmt(r[f"{f}_delta_mean"], r[f"{f}_delta_std"])
+            cells.append(f"{_fmt(r[f'{f}_mean'], r[f'{f}_std'])} ({delta})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _fmt(mean, std, digits=3) -> str:

@@ -126,3 +126,52 @@ def test_view_and_label_rule_over_runs():
     np.testing.assert_array_equal(decisions, [[True, False], [True, False]])
     probs = jax.nn.softmax(logits)
     np.testing.assert_allclose(scores[0], probs[0][:, 1] + probs[0][:, 3], rtol=1e-6)
+
+
+@pytest.mark.parametrize("upload", ["gradient_ascent", "fake_class"])
+def test_upload_inputs_hold_only_the_adversarys_own_inputs(setting, upload):
+    """A malicious upload's inputs: its own round key, the candidates it is asked about
+    with the victim's declared labels, its own generator; never another participant's
+    records (perturbing them changes nothing), and nothing in an honest round."""
+    config, program, view, keys, params = setting
+    plan = dataclasses.replace(
+        adv.Plan.from_config(config), upload=upload, ascent_rounds=(2,), attacks=("gan",)
+    )
+    state = adv.init_state(program, plan, params[0], view, keys, grid_shape=(10, 2, 28, 28, 1))
+    state = state.replace(
+        gan_start=jnp.array([1, 0]),  # run 0's generator runs, run 1's not
+        last_update_norm=jnp.array([0.5, 2.0]),  # the last global update it saw
+    )
+    rng = np.random.default_rng(3)
+    pool_x = jnp.asarray(rng.uniform(-1, 1, (12, 28, 28, 1)), jnp.float32)
+    pool_y = jnp.asarray(np.arange(12) % 10, jnp.int32)
+
+    def inputs_for(v, t=2):
+        return adv.upload_inputs(plan, state, t, view=v, keys=keys, pool_x=pool_x, pool_y=pool_y)
+
+    def same(a, b):
+        np.testing.assert_array_equal(jax.random.key_data(a.key), jax.random.key_data(b.key))
+        jax.tree.map(np.testing.assert_array_equal, a.replace(key=0), b.replace(key=0))
+
+    inputs = inputs_for(view)
+    x = np.array(view.own_x)
+    others = ClientData(
+        x=jnp.asarray(rng.uniform(-1, 1, (RUNS, 5, *x.shape[1:])), jnp.float32).at[:, 0].set(x),
+        y=jnp.zeros((RUNS, 5, x.shape[1]), jnp.int32).at[:, 0].set(view.own_y),
+        counts=jnp.full((RUNS, 5), 6).at[:, 0].set(view.own_count),
+    )
+    noised = adv.adversary_view(others, np.asarray(view.declared), adversary=0, victim=1)
+    same(inputs, inputs_for(noised))
+    want_key = jax.vmap(jax.random.fold_in, (0, None))(keys.upload, 2)
+    np.testing.assert_array_equal(jax.random.key_data(inputs.key), jax.random.key_data(want_key))
+    if upload == "gradient_ascent":  # the candidates of the victim's classes (1 and 6)
+        np.testing.assert_array_equal(inputs.targets_x[1], pool_x)
+        np.testing.assert_array_equal(inputs.weight[0], np.isin(np.arange(12) % 10, [1, 6]))
+        gamma = plan.ascent_gamma  # the global model moves gamma last updates: N=5 x that
+        np.testing.assert_allclose(inputs.step, [gamma * 5 * 0.5, gamma * 5 * 2.0], rtol=1e-6)
+        assert inputs_for(view, t=3) is None  # not an ascent round: it uploads honestly
+    else:
+        jax.tree.map(np.testing.assert_array_equal, inputs.generator, state.gan.generator)
+        np.testing.assert_array_equal(inputs.fake_label, [0, 0])  # its own first class
+        np.testing.assert_array_equal(inputs.fake_classes, view.victim_labels)
+        np.testing.assert_array_equal(inputs.active, [True, False])

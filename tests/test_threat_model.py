@@ -50,6 +50,8 @@ ALLOWED = {
     "trainer",
     "grid_shape",
     "cls",
+    "attacks",  # check_config: the configured attack names
+    "num_candidates",  # init_state: how many candidate records it watches
 }
 
 

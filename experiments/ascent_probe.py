@@ -1,0 +1,114 @@
+"""How the gradient-ascent signal and its cost grow with the step (adversary.ascent_gamma).
+
+    python experiments/ascent_probe.py \
+        --run=runs/membership/runs/upload=honest_k2_seed1 --seed=1 --start=60
+
+Restores a finished honest run's checkpoint of round `start` (of
+`configs/demo_membership.py` with --seed), plays round start+1 honestly (so the adversary
+sees one global update), then for each gamma plays round a=start+2 with the adversary's
+ascent upload (gamma 0: its honest update on its own upload key, the control) and round
+a+1 honestly, and prints the main-task
+accuracy after each and the `gradient_ascent` score's separation of the victim's records
+from held-out records of its own classes (AUC, TPR at 1% FPR), as
+`experiments/membership_report.py` computes it.
+"""
+
+import dataclasses
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from configs import demo_membership  # noqa: E402
+from fedgan_jax import adversary as adv  # noqa: E402
+from fedgan_jax import attack, membership, metrics, outputs  # noqa: E402
+from fedgan_jax.checkpointing import Checkpointer  # noqa: E402
+from fedgan_jax.engine import common_capacity, deal_runs, place_clients, prepare, run_of  # noqa: E402
+from fedgan_jax.experiment import load_data  # noqa: E402
+from fedgan_jax.simulation import (  # noqa: E402
+    build_engine,
+    candidate_pool,
+    initial_state,
+    run_keys,
+    server_round,
+)
+
+_RUN = flags.DEFINE_string("run", None, "A finished run's folder (with checkpoints).")
+_SEED = flags.DEFINE_integer("seed", 0, "The run's seed (configs/demo_membership.py).")
+_START = flags.DEFINE_integer("start", 60, "The checkpoint round to start from.")
+_GAMMAS = flags.DEFINE_list("gammas", ["0", "1", "3", "10", "30"], "Ascent step sizes.")
+flags.mark_flags_as_required(["run"])
+
+
+def main(argv):
+    del argv
+    config = demo_membership.get_config()  # the run's config: the demo's, its seed
+    config.seed = _SEED.value
+    start = _START.value
+    a = start + 2  # round start+1 honest (the adversary sees one global update), a malicious
+    config.adversary.upload, config.adversary.ascent_rounds = "gradient_ascent", (a,)
+    dataset = load_data(config)
+    run = run_of(config)
+    deals = deal_runs(config, dataset, [run])
+    setup = prepare(config, dataset, deals, [run], common_capacity(config, deals))
+    engine = build_engine(config, dataset, 1)
+    clients = place_clients(setup.clients, None)
+    fl = config.fl
+    view = adv.adversary_view(clients, setup.declared, adversary=fl.adversary, victim=fl.victim)
+    keys = run_keys(setup)
+    test = (jax.numpy.asarray(dataset.test_x), jax.numpy.asarray(dataset.test_y))
+    ckpt = Checkpointer(os.path.join(_RUN.value, "checkpoints"), every=0, keep=2, last_round=0)
+    target = initial_state(engine, config, setup, view, keys)
+    restored = ckpt.manager.restore(start, args=ocp.args.StandardRestore(target))
+    restored = _step(engine, config, setup, restored, clients, keys, test, None)
+    pool_x, pool_y = candidate_pool(dataset)
+    sets = outputs._target_sets(config, setup, 0)
+    member = sets["strict"].is_member
+    keep = member | (np.arange(len(member)) >= len(sets["paper"].index))
+    index = sets["strict"].index[keep]
+    print("| gamma | acc. round a | acc. round a+1 | AUC (vs held-out) | TPR@1%FPR |")
+    print("|---|---|---|---|---|")
+    for gamma in map(float, _GAMMAS.value):
+        plan = dataclasses.replace(engine.plan, ascent_gamma=gamma)
+        state, losses = restored, []
+        for t in (a, a + 1):
+            inputs = adv.upload_inputs(
+                plan,
+                state.adversary,
+                t,
+                view=view,
+                keys=keys.adversary,
+                pool_x=pool_x,
+                pool_y=pool_y,
+            )
+            state = _step(engine, config, setup, state, clients, keys, test, inputs)
+            logits = engine.adversary.pool_logits(state.server.params, pool_x)
+            losses.append(attack.record_losses(logits[0], pool_y))
+        z = np.asarray(membership.loss_drop(losses[0][None], losses[1][None], pool_y, 10))
+        fpr, tpr, _ = metrics.roc_curve(member[keep], z[index])
+        acc = np.asarray(state.log.accuracy[0])
+        print(
+            f"| {gamma:g} | {acc[a - 1]:.3f} | {acc[a]:.3f} | "
+            f"{metrics.auc(fpr, tpr):.3f} | {metrics.tpr_at_fpr(fpr, tpr, 0.01):.3f} |"
+        )
+
+
+def _step(engine, config, setup, state, clients, keys, test, inputs):
+    """One round, and what the adversary keeps of it here: M_t and the update's norm."""
+    last = state.server.params
+    state = server_round(engine, config, setup, state, clients, keys, test, inputs)
+    norm = jax.vmap(optax.tree.norm)(jax.tree.map(jnp.subtract, state.server.params, last))
+    return state.replace(
+        adversary=state.adversary.replace(latest=state.server.params, last_update_norm=norm)
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)
