@@ -45,6 +45,10 @@ _MODES = flags.DEFINE_list(
 _JSON = flags.DEFINE_string("json", None, "Also write the JSON document to this file.")
 _GAN = flags.DEFINE_bool("gan", True, "Also measure generator and attack-classifier speed.")
 _PROFILE = flags.DEFINE_bool("profile", True, "Also time each layer's forward + backward.")
+_SWEEP_RUNS = flags.DEFINE_list(
+    "sweep_runs", ["4", "8"], "Runs R of the batched-against-sequential sweep rows ([]: none)."
+)
+_SWEEP_ROUNDS = flags.DEFINE_integer("sweep_rounds", 3, "Timed demo rounds per sweep row.")
 
 
 _BUSY = {}  # cores busy (process CPU seconds / wall seconds) of the last measurement
@@ -342,6 +346,67 @@ def _attack_classifier_record(setup, key):
     }
 
 
+def _sweep_rounds(engine, config, setup, rounds):
+    """Seconds of `rounds` server rounds of one batch (its clients placed, params at M_0)."""
+    import jax
+
+    from fedgan_jax import engine as engine_lib
+    from fedgan_jax import simulation
+
+    clients = engine_lib.place_clients(setup.clients, engine.mesh)
+    keys = simulation.run_keys(setup)
+    params = jax.block_until_ready(engine.server.init(keys.server.init))
+    tic = time.perf_counter()
+    for t in range(1, rounds + 1):
+        lr = simulation.learning_rate(config, t)
+        params, _ = engine.server.round(params, clients, keys.server.fl, t, lr, None)
+    jax.block_until_ready(params)
+    return time.perf_counter() - tic
+
+
+def _sweep_records(emit, runs_list, rounds):
+    """The demo federation's rounds for R runs: one vmapped batch against R runs in turn.
+
+    Both reuse one compiled program (built and warmed before timing), as `sweep.py` does;
+    the client arrays are dealt beforehand. Only the server round is timed (the adversary's
+    generator steps are the same per run either way)."""
+    import jax
+
+    from configs import demo
+    from fedgan_jax import engine as engine_lib
+    from fedgan_jax import experiment, simulation
+
+    base = demo.get_config()
+    dataset = experiment.load_data(base)
+    for num_runs in runs_list:
+        runs = [engine_lib.RunSpec((("seed", s),)) for s in range(num_runs)]
+        deals = engine_lib.deal_runs(base, dataset, runs)
+        capacity = engine_lib.common_capacity(base, deals)
+        variants = [("sweep_sequential", "-", [[r] for r in runs])]
+        variants += [("sweep_batched", b, [runs]) for b in ("vmap", "map")]
+        for mode, batching, batches in variants:
+            config = base.copy_and_resolve_references()
+            config.sweep.run_batching = "map" if batching == "-" else batching
+            tic = time.perf_counter()
+            engine = simulation.build_engine(config, dataset, len(batches[0]))
+            setups = [engine_lib.prepare(config, dataset, deals, b, capacity) for b in batches]
+            _sweep_rounds(engine, config, setups[0], 1)  # compiles
+            compile_s = time.perf_counter() - tic
+            seconds = sum(_sweep_rounds(engine, config, s, rounds) for s in setups)
+            emit(
+                {
+                    "mode": mode,
+                    "runs": num_runs,
+                    "run_batching": batching,
+                    "auto_picks": engine_lib.resolve_run_batching("auto"),
+                    "clients": config.fl.num_participants,
+                    "backend": jax.default_backend(),
+                    "seconds_per_run_round": seconds / (num_runs * rounds),
+                    "compile_seconds": compile_s,
+                }
+            )
+
+
 def _ratios(out, counts):
     """engine_seq over python_loop per client count, and engine_seq's last over first."""
     by = {(r["mode"], r.get("clients")): r for r in out["records"]}
@@ -385,6 +450,8 @@ def main(argv):
         key = jax.random.key(counts[-1])  # the last client count's key, as earlier runs used
         _generator_records(setup, emit, key)
         emit(_attack_classifier_record(setup, key))
+    if _SWEEP_RUNS.value:
+        _sweep_records(emit, [int(r) for r in _SWEEP_RUNS.value], _SWEEP_ROUNDS.value)
     if _PROFILE.value:  # where a training step's time goes, layer by layer
         out["layer_profile_ms"] = _layer_profile(_BATCH.value, _REPEATS.value)
         print(json.dumps({"layer_profile_ms": out["layer_profile_ms"]}), flush=True)

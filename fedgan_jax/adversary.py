@@ -34,7 +34,7 @@ import numpy as np
 import optax
 
 from fedgan_jax import attack, checks, membership, training, uploads
-from fedgan_jax.engine import apply_fn_of, classifier_trainer, over_runs
+from fedgan_jax.engine import apply_fn_of, classifier_trainer, over_runs, resolve_run_batching
 from fedgan_jax.errors import NonFiniteError
 from fedgan_jax.state import AdversaryKeys, AdversaryState, Snapshots, put_row, round_key
 from fedgan_jax.types import Config
@@ -146,17 +146,22 @@ def build_program(
     def keep(kept, params, slot):
         return jax.tree.map(lambda k, p: k.at[:, slot].set(p), kept, params)
 
+    batching = resolve_run_batching(config.sweep.run_batching)
+
+    def over(fn, in_axes=0):
+        return over_runs(fn, num_runs, in_axes, batching)
+
     return AdversaryProgram(
-        own_accuracy=over_runs(own_accuracy, num_runs),
-        gan_init=over_runs(trainer.init, num_runs),
-        gan_update=over_runs(gan_update, num_runs, (0, 0, 0, 0, None, 0)),
-        figure_grid=over_runs(
-            lambda s, k: trainer.images(s.generator, k, figure_per_class), num_runs
+        own_accuracy=over(own_accuracy),
+        gan_init=over(trainer.init),
+        gan_update=over(gan_update, (0, 0, 0, 0, None, 0)),
+        figure_grid=over(
+            lambda s, k: trainer.images(s.generator, k, figure_per_class),
         ),
-        sample=over_runs(trainer.sample, num_runs),
-        fit_dgen=over_runs(fit_dgen, num_runs),
-        logits=over_runs(logits, num_runs),
-        pool_logits=over_runs(logits, num_runs, (0, None)),
+        sample=over(trainer.sample),
+        fit_dgen=over(fit_dgen),
+        logits=over(logits),
+        pool_logits=over(logits, (0, None)),
         keep=jax.jit(keep, donate_argnums=0),
     )
 

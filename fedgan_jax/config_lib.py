@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from absl import logging
 
 from fedgan_jax import adversary, attack, checks, data, federated, gan, models, partition, training
+from fedgan_jax.engine import RUN_BATCHING
 from fedgan_jax.errors import ConfigError
 
 
@@ -65,6 +66,7 @@ def _check_sweep(sweep) -> None:
             checks.fail("sweep.label_counts", counts, "must be integers")
     checks.integer("sweep.runs_per_batch", sweep.runs_per_batch, 0)
     checks.boolean("sweep.batched", sweep.batched)
+    checks.choice("sweep.run_batching", sweep.run_batching, RUN_BATCHING)
 
 
 def _check_sweep_modes(g, modes: tuple[str, ...], rounds: int, uses_gan: bool) -> None:

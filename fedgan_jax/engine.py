@@ -75,27 +75,51 @@ def run_of(config: Config) -> RunSpec:
     return RunSpec((("fl.victim_num_labels", config.fl.victim_num_labels), ("seed", config.seed)))
 
 
-def over_runs(fn: Callable, num_runs: int, in_axes: Any = 0) -> Callable:
+RUN_BATCHING = ("auto", "vmap", "map")
+
+
+def resolve_run_batching(batching: str, backend: str | None = None) -> str:
+    """'auto': the runs of a batch in sequence inside one program on CPU ('map'), one vmap
+    on accelerators. On CPU the vmap is slower per run than runs one by one (a sequential
+    client loop's `lax.cond` becomes a select that computes both sides, and wider batches
+    gain nothing on 2 cores; `experiments/benchmark.py` rows ``sweep_batched``)."""
+    if batching != "auto":
+        return batching
+    return "map" if (backend or jax.default_backend()) == "cpu" else "vmap"
+
+
+def over_runs(fn: Callable, num_runs: int, in_axes: Any = 0, batching: str = "vmap") -> Callable:
     """``jit(fn)`` mapped over the leading run axis of its arguments and results.
 
-    Several runs: ``jit(vmap(fn))``. One run: the run axis is squeezed inside the jit and
-    restored on the way out, which computes what ``vmap`` would, but keeps `lax.cond` a real
-    branch (under `vmap` it becomes a select that runs both sides, e.g. the padded steps a
-    sequential client loop skips). Arguments with ``in_axes`` None carry no run axis.
+    Several runs: ``jit(vmap(fn))`` (``batching='vmap'``) or ``jit(lax.map(fn))``
+    (``'map'``: one compiled program that runs them in turn, each exactly as alone). One
+    run: the run axis is squeezed inside the jit and restored on the way out, which
+    computes what ``vmap`` would, but keeps `lax.cond` a real branch (under `vmap` it
+    becomes a select that runs both sides, e.g. the padded steps a sequential client loop
+    skips). Arguments with ``in_axes`` None carry no run axis.
     """
-    if num_runs > 1:
+    if num_runs > 1 and batching == "vmap":
         return jax.jit(jax.vmap(fn, in_axes=in_axes))
     axes = in_axes
 
-    def one(*args):
+    def split(args):
         per = axes if isinstance(axes, tuple) else (axes,) * len(args)
-        args = [
-            a if ax is None else jax.tree.map(lambda v: v[0], a)
-            for a, ax in zip(args, per, strict=True)
-        ]
-        return jax.tree.map(lambda v: v[None], fn(*args))
+        return per, tuple(a for a, ax in zip(args, per, strict=True) if ax is not None)
 
-    return jax.jit(one)
+    def merge(args, per, mapped):
+        it = iter(mapped)
+        return [a if ax is None else next(it) for a, ax in zip(args, per, strict=True)]
+
+    def one(*args):
+        per, mapped = split(args)
+        mapped = jax.tree.map(lambda v: v[0], mapped)
+        return jax.tree.map(lambda v: v[None], fn(*merge(args, per, mapped)))
+
+    def in_turn(*args):
+        per, mapped = split(args)
+        return jax.lax.map(lambda m: fn(*merge(args, per, m)), mapped)
+
+    return jax.jit(one if num_runs == 1 else in_turn)
 
 
 def clients_per_round(config) -> int:
@@ -259,9 +283,10 @@ def build_server(
         key = round_key(fl_key, t)
         return round_fn(params, clients, key, learning_rate, adversary_inputs)
 
+    batching = resolve_run_batching(config.sweep.run_batching)
     return ServerProgram(
-        init=over_runs(init, num_runs),
-        round=over_runs(fl_round, num_runs, (0, 0, 0, None, None, 0)),
+        init=over_runs(init, num_runs, batching=batching),
+        round=over_runs(fl_round, num_runs, (0, 0, 0, None, None, 0), batching),
     )
 
 
@@ -279,8 +304,9 @@ def build_eval(config: Config, classifier, image_shape, num_runs: int) -> EvalPr
     def logits(params, x):
         return training.batched_apply(apply_fn, params, x, eval_bs)
 
+    batching = resolve_run_batching(config.sweep.run_batching)
     return EvalProgram(
-        evaluate=over_runs(evaluate, num_runs, (0, None, None)),
-        fit_oracle=over_runs(fit_oracle, num_runs, (0, None, None)),
-        logits=over_runs(logits, num_runs, (0, None)),
+        evaluate=over_runs(evaluate, num_runs, (0, None, None), batching),
+        fit_oracle=over_runs(fit_oracle, num_runs, (0, None, None), batching),
+        logits=over_runs(logits, num_runs, (0, None), batching),
     )
