@@ -45,10 +45,20 @@ _MODES = flags.DEFINE_list(
 _JSON = flags.DEFINE_string("json", None, "Also write the JSON document to this file.")
 _GAN = flags.DEFINE_bool("gan", True, "Also measure generator and attack-classifier speed.")
 _PROFILE = flags.DEFINE_bool("profile", True, "Also time each layer's forward + backward.")
+_CONV = flags.DEFINE_enum(
+    "conv_impl", "auto", ["auto", "im2col", "xla"], "Convolutions of the engine rows."
+)
 _SWEEP_RUNS = flags.DEFINE_list(
     "sweep_runs", ["4", "8"], "Runs R of the batched-against-sequential sweep rows ([]: none)."
 )
 _SWEEP_ROUNDS = flags.DEFINE_integer("sweep_rounds", 3, "Timed demo rounds per sweep row.")
+_TORCH_PYTHON = flags.DEFINE_string(
+    "torch_python",
+    sys.executable,
+    "Interpreter that runs experiments/torch_baseline.py (the PyTorch rows) if it can "
+    "import torch; '' skips them.",
+)
+_TORCH_DEVICE = flags.DEFINE_string("torch_device", "cpu", "Device of the PyTorch rows.")
 
 
 _BUSY = {}  # cores busy (process CPU seconds / wall seconds) of the last measurement
@@ -177,6 +187,7 @@ def _throughput(setup, mode, n, seconds, compile_seconds, impl="im2col"):
         "mode": mode,
         "clients": n,
         "backend": setup.backend,
+        "conv_impl": impl,
         "samples_per_second": sps,
         "seconds_per_call": seconds,
         "compile_seconds": compile_seconds,
@@ -198,12 +209,13 @@ def _engine_records(setup, emit, n, clients, key):
     """The engine's jitted round: clients in sequence (engine_seq) or one vmap (engine_vmap)."""
     import jax
 
-    from fedgan_jax import federated
+    from fedgan_jax import federated, models
 
+    impl = models.resolve_conv_impl(_CONV.value)
     for mode, chunk in (("engine_seq", 1), ("engine_vmap", 0)):
         if mode not in _MODES.value:
             continue
-        _, params, apply_fn = _model_for("im2col")
+        _, params, apply_fn = _model_for(impl)
         update = federated.make_client_update(apply_fn, local_epochs=1, batch_size=setup.batch)
         round_fn = jax.jit(federated.make_round(update, num_clients=n, client_chunk=chunk))
         compiled, compile_s = _compile_seconds(round_fn, params, clients, key, 0.05)
@@ -211,7 +223,7 @@ def _engine_records(setup, emit, n, clients, key):
             lambda c=compiled, a=(params, clients, key, 0.05): jax.block_until_ready(c(*a)),
             setup.repeats,
         )
-        emit(_throughput(setup, mode, n, seconds, compile_s))
+        emit(_throughput(setup, mode, n, seconds, compile_s, impl))
 
 
 def _loop_records(setup, emit, n, x, y):
@@ -407,6 +419,50 @@ def _sweep_records(emit, runs_list, rounds):
             )
 
 
+def _cpu():
+    """The CPU model and the instruction-set flags that change float results and speed."""
+    import platform
+
+    info = {"machine": platform.machine(), "model": platform.processor()}
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return info
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            info["model"] = value.strip()
+        if key.strip() == "flags":
+            wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+            info["isa"] = [f for f in wanted if f in value.split()]
+            break
+    return info
+
+
+def _torch_records(emit, counts, threads):
+    """The PyTorch rows: `torch_baseline.py` in a subprocess, each variant at each count."""
+    import subprocess
+
+    python = _TORCH_PYTHON.value
+    if not python:
+        return
+    probe = subprocess.run([python, "-c", "import torch"], capture_output=True)
+    if probe.returncode:
+        print(f"no PyTorch rows: {python} cannot import torch", flush=True)
+        return
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_baseline.py")
+    command = [python, script, f"--clients={','.join(map(str, counts))}"]
+    command += [f"--threads={threads}", f"--repeats={_REPEATS.value}"]
+    command += [f"--records={_RECORDS.value}", f"--batch_size={_BATCH.value}"]
+    command += [f"--device={_TORCH_DEVICE.value}"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    for line in done.stdout.splitlines():
+        if line.startswith("{"):
+            emit(json.loads(line))
+    if done.returncode:
+        print(f"torch_baseline.py failed: {done.stderr.strip()[-2000:]}", flush=True)
+
+
 def _ratios(out, counts):
     """engine_seq over python_loop per client count, and engine_seq's last over first."""
     by = {(r["mode"], r.get("clients")): r for r in out["records"]}
@@ -416,6 +472,20 @@ def _ratios(out, counts):
         if engine and loop:
             ratios[str(n)] = engine["samples_per_second"] / loop["samples_per_second"]
     out["engine_over_python_loop"] = ratios
+    torch_best = {}
+    for r in out["records"]:
+        if r["mode"].startswith("pytorch_") and "samples_per_second" in r:
+            n = r["clients"]
+            if r["samples_per_second"] > torch_best.get(n, (0, ""))[0]:
+                torch_best[n] = (r["samples_per_second"], r["mode"])
+    out["engine_over_pytorch"] = {
+        str(n): {
+            "ratio": by[("engine_seq", n)]["samples_per_second"] / best,
+            "pytorch_mode": mode,
+        }
+        for n, (best, mode) in torch_best.items()
+        if ("engine_seq", n) in by
+    }
     first, last = by.get(("engine_seq", counts[0])), by.get(("engine_seq", counts[-1]))
     if first and last:
         out["engine_scaling_last_over_first"] = (
@@ -435,6 +505,7 @@ def main(argv):
         "batch_size": _BATCH.value,
         "records_per_client": _RECORDS.value,
         "repeats": _REPEATS.value,
+        "cpu": _cpu(),
         "records": [],
     }
     out["sgemm_gflops"] = _sgemm_gflops()
@@ -452,6 +523,7 @@ def main(argv):
         emit(_attack_classifier_record(setup, key))
     if _SWEEP_RUNS.value:
         _sweep_records(emit, [int(r) for r in _SWEEP_RUNS.value], _SWEEP_ROUNDS.value)
+    _torch_records(emit, counts, threads=os.cpu_count() or 1)
     if _PROFILE.value:  # where a training step's time goes, layer by layer
         out["layer_profile_ms"] = _layer_profile(_BATCH.value, _REPEATS.value)
         print(json.dumps({"layer_profile_ms": out["layer_profile_ms"]}), flush=True)
