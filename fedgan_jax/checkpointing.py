@@ -40,6 +40,7 @@ class Checkpointer:
                 max_to_keep=keep, create=True, enable_async_checkpointing=False
             ),
         )
+        self.saved = self.manager.latest_step() or 0  # the round a rerun resumes from
 
     def latest_round(self) -> int | None:
         return self.manager.latest_step()
@@ -52,6 +53,7 @@ class Checkpointer:
             return False
         self.manager.save(t, args=ocp.args.StandardSave(state), force=True)
         self.manager.wait_until_finished()
+        self.saved = t
         return True
 
     def restore(self, target: RunState) -> RunState:
