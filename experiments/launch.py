@@ -104,11 +104,13 @@ def help_text(configs: tuple[str, ...]) -> str:
 def guarded(fn):
     """Runs fn(); its deliberate errors, Ctrl-C and refused writes become one line each.
 
-    Library INFO logs (orbax, absl) are silenced unless --verbose: progress comes
-    from the launcher itself.
+    Library INFO logs (absl) and orbax's own logs are silenced unless --verbose: progress
+    comes from the launcher itself.
     """
     if not _VERBOSE.value:
         logging.set_verbosity(logging.WARNING)
+        # orbax logs a failed save from its threads; the error line says it once
+        logging.get_absl_handler().addFilter(lambda r: "/orbax/" not in r.pathname)
     try:
         return fn()
     except FedGanError as e:

@@ -101,7 +101,7 @@ class _Progress:
         progress: bool,
     ):
         self.rounds, self.ckpt, self.progress = config.fl.rounds, ckpt, progress
-        self.done = start  # the last round finished
+        self.done = int(start)  # the last round finished
         names = ", ".join(r.name for r in runs)
         self.bar = tqdm(
             total=self.rounds,
@@ -113,7 +113,7 @@ class _Progress:
         )
 
     def __call__(self, state: RunState, seconds: float) -> None:
-        t = self.done = int(state.round)
+        t = state.round
         acc = np.asarray(state.log.accuracy[:, t - 1])
         started = np.asarray(state.adversary.gan_start)
         off = int((started == 0).sum())
@@ -129,6 +129,7 @@ class _Progress:
         self.bar.set_postfix(acc=f"{acc.mean():.4f}", refresh=False)
         self.bar.update(1)
         self.ckpt.maybe_save(state)
+        self.done = int(t)  # a round interrupted in its save is redone
 
 
 def run_batch(
@@ -204,13 +205,13 @@ def _stopping(on_round: _Progress, where: str) -> Iterator[None]:
             else f"after round {on_round.done} (in the attacks)"
         )
         raise Interrupted(f"interrupted {at}; {_rerun(on_round.ckpt.saved)}") from None
+    except FedGanError:
+        raise
     except OSError as e:
-        if isinstance(e, FedGanError):
-            raise
         raise StorageError(
-            f"{where}: cannot write {e.filename or 'to the workdir'} ({e.strerror or e}) "
-            f"after round {on_round.done}; the run stopped: make room or make the workdir "
-            f"writable, then {_rerun(on_round.ckpt.saved)}"
+            f"{where}: cannot write {e.filename or 'to the workdir'} ({e.strerror or e}); the "
+            f"run stopped: make room or make the workdir writable, then "
+            f"{_rerun(on_round.ckpt.saved)}"
         ) from e
 
 

@@ -76,8 +76,8 @@ def _check_client_fraction(config) -> None:
     if math.isclose(asked, trained):
         return
     what = (
-        f"fl.client_fraction={fraction} of fl.num_participants={n} trains {trained} "
-        f"client(s) a round (a fraction of {trained / n:g}), not {asked:g}"
+        f"fl.client_fraction={fraction} of fl.num_participants={n} asks for {asked:g} clients "
+        f"a round, trains {trained} (a fraction of {trained / n:g})"
     )
     if trained >= 2 * asked:
         raise ConfigError(f"{what}; set fl.client_fraction={trained / n:g} to run that")
