@@ -117,7 +117,7 @@ CLI_CASES = [
 
 
 def run_case(make_args, tmp: str) -> tuple[str, int, subprocess.CompletedProcess]:
-    """The case's last stderr line (scratch folder shown as <tmp>) and its exit status."""
+    """The case's last stderr line (scratch folder shown as <tmp>), exit status, process."""
     script, *args = make_args(tmp)
     proc = launch(script, *args)
     lines = proc.stderr.strip().splitlines()

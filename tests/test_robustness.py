@@ -396,4 +396,36 @@ def markdown_table() -> str:
         "| `fl.learning_rate=1e30` (a run) | round 1: non-finite values in a client's "
         "local training, client 0 (run k2_seed0); the run stops here: ... |"
     )
-    return "\n".join(rows)
+    return "\n".join(rows + _cli_rows() + FAULT_ROWS)
+
+
+def _cli_rows() -> list[str]:
+    """The launchers' cases of tests/test_cli.py (TINY's flags left out), run for real."""
+    import tempfile
+
+    from tests.test_cli import CLI_CASES, run_case
+
+    rows = []
+    for make_args, _, _ in CLI_CASES:
+        with tempfile.TemporaryDirectory() as tmp:
+            line, status, proc = run_case(make_args, tmp)
+            shown = " ".join(a.replace(tmp, "<tmp>") for a in proc.args[1:] if a not in TINY)
+        status = "" if status == 2 else f" (exit {status})"
+        rows.append(f"| `{shown}`{status} | {line.removeprefix('error: ')} |")
+    return rows
+
+
+# What the fault tests above check, in the words they check (N, M: rounds; exit status).
+FAULT_ROWS = [
+    "| a second launch on a busy workdir (run.py or sweep.py) | workdir <dir> is busy: pid P "
+    "on HOST has held it since START (COMMAND); wait for that run to end or stop it |",
+    "| Ctrl-C during a run (exit 130) | interrupted at round N; rerun the same command to "
+    "resume from round M |",
+    "| disk full mid-run (exit 1) | <dir>: cannot write <file> (No space left on device); the "
+    "run stopped: make room or make the workdir writable, then rerun the same command to "
+    "resume from round M |",
+    "| workdir read-only mid-run (exit 1) | <dir>: cannot write <file> (Read-only file "
+    "system); the run stopped: ... resume from round M |",
+    "| kill -9 mid-checkpoint-write | (no line: the rerun prints `resuming <dir> from round "
+    "M` first and ends like an uninterrupted run) |",
+]
