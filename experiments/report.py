@@ -21,8 +21,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
+from experiments import launch  # noqa: E402
 from experiments.render import benchmark_tables, run_tables  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A run's workdir (holds results.json).")
@@ -31,16 +32,19 @@ _TORCH = flags.DEFINE_string("torch", None, "JSON lines of experiments/torch_bas
 
 
 def main(argv):
-    del argv
+    del argv  # launch.parse_flags refuses extra arguments
     import json
 
     from fedgan_jax import io
 
     if not (_WORKDIR.value or _BENCHMARK.value):
-        raise app.UsageError("give --workdir (a run) or --benchmark (a benchmark JSON)")
+        launch.usage_error("give --workdir (a run) or --benchmark (a benchmark JSON)")
     if _WORKDIR.value:
-        print(run_tables(io.read_json(os.path.join(_WORKDIR.value, "results.json"))))
+        print(run_tables(io.read_json(results_path(_WORKDIR.value))))
     if _BENCHMARK.value:
+        for path in filter(None, (_BENCHMARK.value, _TORCH.value)):
+            if not os.path.isfile(path):
+                launch.usage_error(f"{path}: no such file")
         torch_records = []
         if _TORCH.value:
             with open(_TORCH.value) as f:
@@ -48,5 +52,27 @@ def main(argv):
         print(benchmark_tables(io.read_json(_BENCHMARK.value), torch_records))
 
 
+def results_path(workdir: str) -> str:
+    """`workdir`/results.json, or one line (exit 2) saying what the workdir holds instead."""
+    path = os.path.join(workdir, "results.json")
+    if os.path.isfile(path):
+        return path
+    if os.path.isfile(os.path.join(workdir, "sweep_config.json")):
+        launch.usage_error(
+            f"{workdir} is a sweep: its tables are in {os.path.join(workdir, 'summary.md')}; "
+            f"for one of its runs give --workdir={os.path.join(workdir, 'runs', '<name>')}"
+        )
+    if os.path.isfile(os.path.join(workdir, "config.json")):
+        ckpt = os.path.join(workdir, "checkpoints")
+        steps = [int(d) for d in os.listdir(ckpt) if d.isdigit()] if os.path.isdir(ckpt) else []
+        last = f"last checkpoint: round {max(steps)}" if steps else "no checkpoint yet"
+        launch.usage_error(
+            f"{workdir} holds an unfinished run ({last}): rerun its experiments/run.py "
+            "command to finish it, then report"
+        )
+    what = "no such folder" if not os.path.isdir(workdir) else "no results.json in it"
+    launch.usage_error(f"{workdir}: {what} (not a run's workdir)")
+
+
 if __name__ == "__main__":
-    app.run(main)
+    launch.run(main)

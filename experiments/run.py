@@ -3,9 +3,13 @@
     python experiments/run.py --config=configs/demo.py --workdir=runs/demo
     python experiments/run.py --config=configs/mnist.py --config.fl.rounds=20 --workdir=runs/x
 
-Resumes from the workdir's checkpoint when it holds one of the same config. Errors in the
-config or the data are one line on stderr and exit status 2 (``--verbose`` shows the
-traceback). See README.md for every output file.
+Resumes from the workdir's checkpoint when it holds one of the same config, and says so
+first (``resuming runs/demo from round 40``). One launch at a time per workdir: a second
+one stops, naming the first (pid, host, start). Mistakes are one line on stderr (``--verbose``
+shows the traceback): exit status 2 for the command (flags, config, data, workdir), 1 when
+the workdir stops taking writes, 130 after Ctrl-C (``interrupted at round N; rerun the same
+command to resume from round M``). ``--help`` lists the config sections; every field is in
+configs/default.py. See README.md for every output file.
 """
 
 import os
@@ -13,7 +17,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from experiments import launch  # noqa: E402
@@ -24,8 +28,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    del argv  # launch.parse_flags refuses extra arguments
     from fedgan_jax.experiment import train_and_evaluate
 
     result = launch.guarded(lambda: train_and_evaluate(_CONFIG.value, _WORKDIR.value))
@@ -33,4 +36,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    launch.run(main, configs=("config",))

@@ -9,7 +9,8 @@ numbers an uninterrupted one would.
 
 Orbax writes each checkpoint into a temporary folder and renames it when complete, so a
 kill during a save leaves the previous checkpoint usable. Saves are synchronous: a round
-is not reported done before its checkpoint is.
+is not reported done before its checkpoint is. A save that fails is an `OSError` whatever
+orbax raised (the driver names the workdir and the round a rerun resumes from).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Checkpointer:
                 max_to_keep=keep, create=True, enable_async_checkpointing=False
             ),
         )
+        self.saved = self.manager.latest_step() or 0  # the round a rerun resumes from
 
     def latest_round(self) -> int | None:
         return self.manager.latest_step()
@@ -50,8 +52,15 @@ class Checkpointer:
             return False
         if self.manager.latest_step() == t:  # already saved (e.g. resumed at the end)
             return False
-        self.manager.save(t, args=ocp.args.StandardSave(state), force=True)
-        self.manager.wait_until_finished()
+        try:
+            self.manager.save(t, args=ocp.args.StandardSave(state), force=True)
+            self.manager.wait_until_finished()
+        except OSError:
+            raise
+        except Exception as e:  # noqa: BLE001 (tensorstore reports a failed write as any type)
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise OSError(f"saving the checkpoint of round {t} failed: {reason}") from e
+        self.saved = t
         return True
 
     def restore(self, target: RunState) -> RunState:

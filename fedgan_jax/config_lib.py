@@ -12,10 +12,11 @@ by the module that uses it, with the field checkers of `fedgan_jax.checks`:
     adversary   adversary.check_config
 
 This module checks the rest (seed, checkpoint, sweep) and the glue between
-sections. `resolve(config)` adapts derived fields to the others: a ``gan.figure_rounds``
-entry beyond ``fl.rounds`` (demo's round 100 in a 40-round run) is dropped with a
-warning instead of stopping the run. The launchers print a `ConfigError` without a
-traceback and exit non-zero.
+sections; `preflight.check_config` the rules over several sections (fields a data source
+ignores, a client fraction that rounds to another count). `resolve(config)` adapts
+derived fields to the others: a ``gan.figure_rounds`` entry beyond ``fl.rounds`` (demo's
+round 100 in a 40-round run) is dropped with a warning instead of stopping the run. The
+launchers print a `ConfigError` without a traceback and exit non-zero.
 """
 
 from __future__ import annotations
@@ -25,7 +26,18 @@ from collections.abc import Iterable
 
 from absl import logging
 
-from fedgan_jax import adversary, attack, checks, data, federated, gan, models, partition, training
+from fedgan_jax import (
+    adversary,
+    attack,
+    checks,
+    data,
+    federated,
+    gan,
+    models,
+    partition,
+    preflight,
+    training,
+)
 from fedgan_jax.engine import RUN_BATCHING
 from fedgan_jax.errors import ConfigError
 
@@ -35,7 +47,7 @@ def validate(config, *, label_counts: Iterable[int] | None = None) -> None:
 
     `label_counts` (a sweep's victim k values) are checked like fl.victim_num_labels.
     """
-    checks.integer("seed", config.seed, 0)
+    preflight.check_seed("seed", config.seed)
     spec = data.check_config(config.data)
     federated.check_config(config.fl)
     _check_sweep(config.sweep)
@@ -49,6 +61,7 @@ def validate(config, *, label_counts: Iterable[int] | None = None) -> None:
     adversary.check_config(config.adversary, rounds, attacks)
     checks.integer("checkpoint.every", config.checkpoint.every, 0)
     checks.integer("checkpoint.keep", config.checkpoint.keep, 1)
+    preflight.check_config(config)
 
 
 def _check_sweep(sweep) -> None:
@@ -56,8 +69,8 @@ def _check_sweep(sweep) -> None:
     if not seeds:
         checks.fail("sweep.seeds", seeds, "must hold at least one seed")
     for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-            checks.fail("sweep.seeds", seeds, "seeds must be integers >= 0")
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < preflight.SEED_LIMIT:
+            checks.fail("sweep.seeds", seeds, "seeds must be integers in [0, 2**32)")
     counts = checks.unique("sweep.label_counts", sweep.label_counts)
     if not counts:
         checks.fail("sweep.label_counts", counts, "must hold at least one k")

@@ -9,9 +9,10 @@ one compiled program (a sweep's runs, vmapped over the run axis).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax.numpy as jnp
@@ -19,7 +20,7 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from fedgan_jax import config_lib, data, outputs
+from fedgan_jax import config_lib, data, outputs, preflight
 from fedgan_jax.adversary import adversary_view
 from fedgan_jax.checkpointing import Checkpointer, claim_workdir
 from fedgan_jax.engine import (
@@ -31,6 +32,7 @@ from fedgan_jax.engine import (
     prepare,
     run_of,
 )
+from fedgan_jax.errors import FedGanError, Interrupted, StorageError
 from fedgan_jax.simulation import (
     Engine,
     attack_phase,
@@ -41,6 +43,7 @@ from fedgan_jax.simulation import (
 )
 from fedgan_jax.state import RunState, nbytes
 from fedgan_jax.types import Config
+from fedgan_jax.workdir import check_usable, hold
 
 
 def load_data(config: Config) -> data.Dataset:
@@ -58,23 +61,32 @@ def load_data(config: Config) -> data.Dataset:
 
 
 def train_and_evaluate(config: Config, workdir: str, *, progress: bool = True) -> dict[str, Any]:
-    """Runs (or resumes) the experiment `config` into `workdir`; returns results.json."""
+    """Runs (or resumes) the experiment `config` into `workdir`; returns results.json.
+
+    Every check comes first (the config, the workdir, the data, the memory it needs); only
+    then is the workdir created, locked (`workdir.hold`: one launch at a time) and claimed.
+    """
     config_lib.validate(config)
     config = config_lib.resolve(config)  # derived fields adapted (e.g. figure rounds)
+    check_usable(workdir)
     dataset = load_data(config)
     run = run_of(config)
     deals = deal_runs(config, dataset, [run])
-    return run_batch(
-        config,
-        dataset,
-        [run],
-        [workdir],
-        engine=build_engine(config, dataset, num_runs=1),
-        deals=deals,
-        capacity=common_capacity(config, deals),
-        checkpoint_dir=os.path.join(workdir, "checkpoints"),
-        progress=progress,
-    )[0]
+    programs = build_engine(config, dataset, num_runs=1)
+    params = preflight.param_bytes(programs)
+    preflight.check_run(config, dataset, deals, num_runs=1, param_bytes=params)
+    with hold(workdir):
+        return run_batch(
+            config,
+            dataset,
+            [run],
+            [workdir],
+            engine=programs,
+            deals=deals,
+            capacity=common_capacity(config, deals),
+            checkpoint_dir=os.path.join(workdir, "checkpoints"),
+            progress=progress,
+        )[0]
 
 
 class _Progress:
@@ -89,6 +101,7 @@ class _Progress:
         progress: bool,
     ):
         self.rounds, self.ckpt, self.progress = config.fl.rounds, ckpt, progress
+        self.done = int(start)  # the last round finished
         names = ", ".join(r.name for r in runs)
         self.bar = tqdm(
             total=self.rounds,
@@ -116,6 +129,7 @@ class _Progress:
         self.bar.set_postfix(acc=f"{acc.mean():.4f}", refresh=False)
         self.bar.update(1)
         self.ckpt.maybe_save(state)
+        self.done = int(t)  # a round interrupted in its save is redone
 
 
 def run_batch(
@@ -130,7 +144,11 @@ def run_batch(
     checkpoint_dir: str,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Runs `runs` as one computation (engine.num_runs of them), each into its workdir."""
+    """Runs `runs` as one computation (engine.num_runs of them), each into its workdir.
+
+    Ctrl-C becomes `Interrupted`, a write the workdir refuses (disk full, read-only)
+    `StorageError`, each naming the round a rerun of the same command resumes from.
+    """
     tic = time.perf_counter()
     for run, workdir in zip(runs, workdirs, strict=True):
         claim_workdir(workdir, run.apply(config), resolved=engine.resolved)
@@ -145,42 +163,76 @@ def run_batch(
         "state_bytes_per_run": nbytes(state) // len(runs),
         "client_bytes_per_run": nbytes(setup.clients) // len(runs),
     }
-    ckpt, state, resumed_from = _resume(config, checkpoint_dir, state)
+    where = workdirs[0] if len(runs) == 1 else checkpoint_dir
+    ckpt, state, resumed_from = _resume(config, checkpoint_dir, state, where, progress)
     on_round = _Progress(config, runs, ckpt, state.round, progress)
-    test = (jnp.asarray(dataset.test_x), jnp.asarray(dataset.test_y))
-    federation_tic = time.perf_counter()
-    try:  # on an error, the bar and the checkpointer close before the message is printed
-        state = federate(
-            engine,
-            config,
-            setup,
-            state,
-            clients=clients,
-            view=view,
-            keys=keys,
-            test=test,
-            on_round=on_round,
+    with _stopping(on_round, where):
+        test = (jnp.asarray(dataset.test_x), jnp.asarray(dataset.test_y))
+        federation_tic = time.perf_counter()
+        try:  # on an error, the bar and the checkpointer close before the message is printed
+            state = federate(
+                engine,
+                config,
+                setup,
+                state,
+                clients=clients,
+                view=view,
+                keys=keys,
+                test=test,
+                on_round=on_round,
+            )
+            ckpt.maybe_save(state)  # the last round, if `every` skipped it
+        finally:
+            on_round.bar.close()
+            ckpt.close()
+        timings = {"federation": time.perf_counter() - federation_tic}
+        attack_tic = time.perf_counter()
+        out = attack_phase(engine, config, setup, state, view=view, keys=keys)
+        timings |= {"attack": time.perf_counter() - attack_tic, "runs_in_batch": len(runs)}
+        extra = {"timings": timings, "resumed_from_round": resumed_from, "memory": memory}
+        return _write_all(config, setup, state, out, workdirs, tic, extra)
+
+
+@contextlib.contextmanager
+def _stopping(on_round: _Progress, where: str) -> Iterator[None]:
+    """Ctrl-C and refused writes as one line each, naming the round a rerun resumes from."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        at = (
+            f"at round {on_round.done + 1}"
+            if on_round.done < on_round.rounds
+            else f"after round {on_round.done} (in the attacks)"
         )
-        ckpt.maybe_save(state)  # the last round, if `every` skipped it
-    finally:
-        on_round.bar.close()
-        ckpt.close()
-    timings = {"federation": time.perf_counter() - federation_tic}
-    attack_tic = time.perf_counter()
-    out = attack_phase(engine, config, setup, state, view=view, keys=keys)
-    timings |= {"attack": time.perf_counter() - attack_tic, "runs_in_batch": len(runs)}
-    extra = {"timings": timings, "resumed_from_round": resumed_from, "memory": memory}
-    return _write_all(config, setup, state, out, workdirs, tic, extra)
+        raise Interrupted(f"interrupted {at}; {_rerun(on_round.ckpt.saved)}") from None
+    except FedGanError:
+        raise
+    except OSError as e:
+        raise StorageError(
+            f"{where}: cannot write {e.filename or 'to the workdir'} ({e.strerror or e}); the "
+            f"run stopped: make room or make the workdir writable, then "
+            f"{_rerun(on_round.ckpt.saved)}"
+        ) from e
 
 
-def _resume(config: Config, checkpoint_dir: str, state: RunState):
-    """The checkpointer, and the state from its latest checkpoint (if any)."""
+def _rerun(saved: int) -> str:
+    if saved:
+        return f"rerun the same command to resume from round {saved}"
+    return "rerun the same command to resume from round 0 (no checkpoint yet)"
+
+
+def _resume(config: Config, checkpoint_dir: str, state: RunState, where: str, progress: bool):
+    """The checkpointer, and the state from its latest checkpoint (if any), said first."""
     c = config.checkpoint
     ckpt = Checkpointer(checkpoint_dir, every=c.every, keep=c.keep, last_round=config.fl.rounds)
     resumed_from = ckpt.latest_round()
     if resumed_from is not None:
+        line = f"resuming {where} from round {resumed_from}"
+        if progress:
+            tqdm.write(line)
+        else:
+            logging.info(line)
         state = ckpt.restore(state)
-        logging.info("resumed %s from round %d", checkpoint_dir, resumed_from)
     return ckpt, state, resumed_from
 
 

@@ -2,6 +2,8 @@
 
 A run that fails or is killed mid-write never leaves a partial `results.json`,
 `membership.npz` or figure that looks finished: readers see the old file or the new one.
+Files get the mode ``0666 & ~umask``, like any file `open` creates (`tempfile.mkstemp`
+would give 0600 whatever the umask).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import csv
 import json
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -24,8 +26,13 @@ def atomic_path(path: str) -> Iterator[str]:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
-    os.close(fd)
+    while True:  # mkstemp's unique name, but created 0666: the umask then applies
+        tmp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}{suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         yield tmp
         os.replace(tmp, path)

@@ -29,13 +29,14 @@ from typing import Any
 
 from absl import logging
 
-from fedgan_jax import config_lib, io
+from fedgan_jax import config_lib, io, preflight
 from fedgan_jax.checkpointing import RESUMABLE_FIELDS, claim_workdir
 from fedgan_jax.engine import RunSpec, common_capacity, deal_runs
 from fedgan_jax.errors import ConfigError
 from fedgan_jax.experiment import load_data, run_batch
 from fedgan_jax.simulation import build_engine
 from fedgan_jax.sweep_report import summarize
+from fedgan_jax.workdir import check_usable, hold
 
 # Axes with their own shorthand fields (sweep.gan_modes, label_counts, seeds).
 SHORTHAND = {
@@ -108,11 +109,14 @@ def is_finished(workdir: str, config, run: RunSpec) -> bool:
 
 
 def run_sweep(config, workdir: str, *, progress: bool = True) -> dict[str, Any]:
-    """Runs every point of the sweep not yet finished, then summarises all."""
+    """Runs every point of the sweep not yet finished, then summarises all.
+
+    Every check comes first (every run's config, the workdir, each program's data and the
+    memory of its largest batch); only then is the workdir created, locked and written.
+    """
     config_lib.validate(config, label_counts=config.sweep.label_counts)
     runs = check_axes(config)
-    os.makedirs(workdir, exist_ok=True)
-    io.write_json(os.path.join(workdir, "sweep_config.json"), config_lib.to_dict(config))
+    check_usable(workdir)
     # one config (and one compiled program) per setting of the non-data axes
     programs = {
         r.program_key: config_lib.resolve(RunSpec(r.program_key).apply(config)) for r in runs
@@ -124,13 +128,28 @@ def run_sweep(config, workdir: str, *, progress: bool = True) -> dict[str, Any]:
     for key, program_config in programs.items():  # each run dealt once
         mine = [r for r in runs if r.program_key == key]
         deals |= deal_runs(program_config, datasets[key], mine)
+    for key, program_config in programs.items():  # the sweep pads all to its largest client
+        mine = [r for r in runs if r.program_key == key]
+        _check_program(program_config, datasets[key], mine, deals)
     capacity = common_capacity(config, deals)
-    for key, program_config in programs.items():  # one compiled program each
-        mine = [r for r in pending if r.program_key == key]
-        if mine:
-            _run_program(program_config, datasets[key], mine, workdir, deals, capacity, progress)
+    with hold(workdir):
+        io.write_json(os.path.join(workdir, "sweep_config.json"), config_lib.to_dict(config))
+        for key, program_config in programs.items():  # one compiled program each
+            mine = [r for r in pending if r.program_key == key]
+            if mine:
+                _run_program(
+                    program_config, datasets[key], mine, workdir, deals, capacity, progress
+                )
     results = {r: io.read_json(os.path.join(run_dir(workdir, r), "results.json")) for r in runs}
     return summarize(config, workdir, runs, results, run_dir)
+
+
+def _check_program(config, dataset, runs: Sequence[RunSpec], deals: dict) -> None:
+    """`preflight.check_run` for the largest batch of this program's runs (`deals`: the
+    sweep's, whose largest client sets every run's capacity)."""
+    size = max(len(b) for b in _batches(config, runs))
+    params = preflight.param_bytes(build_engine(config, dataset, 1))
+    preflight.check_run(config, dataset, deals, num_runs=size, param_bytes=params)
 
 
 def _batches(config, pending: Sequence[RunSpec]) -> list[list[RunSpec]]:

@@ -187,7 +187,7 @@ def test_every_swept_mode_must_agree_with_the_loss_overrides():
     "field, value, message",
     [
         ("sweep.seeds", (), "sweep.seeds=(): must hold at least one seed"),
-        ("sweep.seeds", (0, -1), "sweep.seeds=(0, -1): seeds must be integers >= 0"),
+        ("sweep.seeds", (0, -1), "sweep.seeds=(0, -1): seeds must be integers in [0, 2**32)"),
         ("sweep.label_counts", (2, 2), "sweep.label_counts=(2, 2): has a duplicate entry"),
         ("sweep.label_counts", (2.5,), "sweep.label_counts=(2.5,): must be integers"),
         ("sweep.gan_modes", ("dafl", "dafl"), "sweep.gan_modes=('dafl', 'dafl'): has a dup"),

@@ -1,7 +1,8 @@
-"""Runs that survive: kill + resume, determinism, bad inputs, non-finite values."""
+"""Runs that survive: kill + resume, faults mid-run, determinism, bad inputs, non-finite values."""
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -60,27 +61,91 @@ def test_same_config_and_seed_give_identical_outputs(reference, tmp_path):
     _assert_same_outputs(reference, again)
 
 
-def test_sigkill_then_resume_ends_like_an_uninterrupted_run(reference, tmp_path):
+def _faulty_launch(fault: str, at: int, workdir: str) -> subprocess.CompletedProcess:
+    """The LONGER run with `fault` injected at round `at`'s checkpoint (tests/faults.py)."""
+    cmd = [sys.executable, "tests/faults.py", fault, str(at), "--", *TINY, *LONGER]
+    cmd.append(f"--workdir={workdir}")
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def _last_line(proc) -> str:
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def _steps(workdir) -> list[int]:
+    """The complete checkpoints (orbax's committed step folders)."""
+    return sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+
+
+def test_sigkill_mid_checkpoint_write_then_resume_ends_like_an_uninterrupted_run(
+    reference, tmp_path
+):
+    """kill -9 while orbax writes a random round's checkpoint: its temporary folder is on
+    disk, not renamed; the rerun says it resumes from the round before, and ends like an
+    uninterrupted run (outputs bit for bit)."""
     workdir = str(tmp_path / "killed")
-    kill_after = random.Random(time.time_ns()).randint(1, 4)  # a random round
+    kill_at = random.Random(time.time_ns()).randint(2, 5)  # a random round
+    proc = _faulty_launch("kill", kill_at, workdir)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    names = os.listdir(os.path.join(workdir, "checkpoints"))
+    assert any(n.startswith(f"{kill_at}.orbax-checkpoint-tmp") for n in names), names
+    assert _steps(workdir)[-1] == kill_at - 1
+    assert not os.path.exists(os.path.join(workdir, "results.json"))
+    resumed = run_launcher(workdir, *LONGER)  # takes over the dead run's lock
+    assert resumed.stdout.splitlines()[0] == f"resuming {workdir} from round {kill_at - 1}"
+    result = io.read_json(os.path.join(workdir, "results.json"))
+    assert result["resumed_from_round"] == kill_at - 1
+    _assert_same_outputs(reference, workdir)
+
+
+def test_disk_full_then_read_only_mid_run_fail_clearly_then_resume(reference, tmp_path):
+    """Disk full in round 3's checkpoint, then (rerun) the workdir read-only from round 5:
+    each stops with one line (exit 1) naming the round a rerun resumes from, keeps the
+    checkpoints before it and releases the lock; the third launch finishes the run."""
+    workdir = str(tmp_path / "faults")
+    full = _faulty_launch("enospc", 3, workdir)
+    line = _last_line(full)
+    assert full.returncode == 1, full.stderr[-2000:]
+    assert line.startswith(f"error: {workdir}: cannot write ") and "No space left on device" in line
+    assert line.endswith("then rerun the same command to resume from round 2")
+    assert _steps(workdir) == [1, 2] and not os.path.exists(os.path.join(workdir, "results.json"))
+    assert not os.path.exists(os.path.join(workdir, ".lock"))
+    read_only = _faulty_launch("readonly", 5, workdir)
+    assert read_only.returncode == 1, read_only.stderr[-2000:]
+    assert read_only.stdout.splitlines()[0] == f"resuming {workdir} from round 2"
+    line = _last_line(read_only)
+    assert "Read-only file system" in line and line.endswith("resume from round 4"), line
+    assert _steps(workdir) == [3, 4]  # checkpoint.keep=2
+    resumed = run_launcher(workdir, *LONGER)
+    assert resumed.stdout.splitlines()[0] == f"resuming {workdir} from round 4"
+    _assert_same_outputs(reference, workdir)
+
+
+def test_ctrl_c_exits_130_naming_the_round_to_resume_from(tmp_path):
+    workdir = str(tmp_path / "interrupted")
     cmd = [sys.executable, "experiments/run.py", *TINY, *LONGER, f"--workdir={workdir}"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     checkpoints = os.path.join(workdir, "checkpoints")
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        names = os.listdir(checkpoints) if os.path.isdir(checkpoints) else []
-        steps = [int(d) for d in names if d.isdigit()]
-        if steps and max(steps) >= kill_after:
+        if os.path.isdir(checkpoints) and _steps(workdir):
             break
         time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)  # no cleanup of any kind
-    proc.wait()
-    assert not os.path.exists(os.path.join(workdir, "results.json"))
-    resumed = run_launcher(workdir, *LONGER)
-    result = io.read_json(os.path.join(workdir, "results.json"))
-    assert result["resumed_from_round"] >= kill_after, (kill_after, resumed.stderr[-2000:])
-    _assert_same_outputs(reference, workdir)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr[-2000:]
+    line = stderr.strip().splitlines()[-1]
+    pattern = (
+        r"error: interrupted at round (\d+); rerun the same command to resume from round (\d+)"
+    )
+    match = re.fullmatch(pattern, line)
+    assert match, line
+    saved = _steps(workdir)[-1]
+    assert int(match[2]) == saved and int(match[1]) in (saved, saved + 1), (line, saved)
+    assert not os.path.exists(os.path.join(workdir, ".lock"))
 
 
 def test_an_unfinished_checkpoint_is_ignored(reference, tmp_path):
@@ -146,6 +211,10 @@ def _wrong_size(folder):
     files.put(folder, files.TEST_IMAGES, files.idx_bytes(np.zeros((3, 27, 27))))
 
 
+def _classes_missing(folder):
+    files.put(folder, files.TRAIN_LABELS, files.idx_bytes(np.array([3, 1, 4, 1, 5])))
+
+
 # (config overrides, expected message fragment); each must fail before any compute.
 BAD_CONFIGS = [
     ({"fl.rounds": 0}, "fl.rounds=0: must be an integer >= 1"),
@@ -194,6 +263,28 @@ BAD_CONFIGS = [
         {"gan.trigger": "round", "gan.trigger_round": 9},
         "gan.trigger_round=9: must be <= fl.rounds=3",
     ),
+    ({"seed": 2**32}, "seed=4294967296: must be < 2**32: jax.random.key keeps 32 bits"),
+    ({"sweep.seeds": (0, 2**32)}, "seeds must be integers in [0, 2**32)"),
+    ({"data.data_dir": "/data/mnist"}, "data.data_dir='/data/mnist': data.source=bundled ignores"),
+    ({"data.source": "tfds", "data.test_fraction": 0.3}, "data.source=tfds ignores it"),
+    (
+        {"fl.client_fraction": 0.1},
+        "fl.client_fraction=0.1 of fl.num_participants=5 asks for 0.5 clients a round, "
+        "trains 1 (a fraction of 0.2); set fl.client_fraction=0.2 to run that",
+    ),
+    (
+        {"fl.batch_size": 100000},
+        "fl.batch_size=100000: larger than the largest client (80 records)",
+    ),
+    (
+        {"gan.samples_per_class": 10**9},
+        "the largest item is D_gen: 1 run(s) x gan.samples_per_class",
+    ),
+    ({"eval.batch_size": 10**9}, "the largest item is evaluation: the 1400 candidate records"),
+    (
+        {"adversary.snapshot_every": 1, "fl.rounds": 10**7},
+        "the largest item is snapshots: 1 run(s) x 10000000 global models",
+    ),
 ]
 
 BAD_FILES = [
@@ -201,6 +292,7 @@ BAD_FILES = [
     (_wrong_magic, f"{files.TRAIN_IMAGES}: wrong magic number 0x00000801, expected 0x00000803"),
     (_label_out_of_range, f"{files.TEST_LABELS}: label 12 out of range [0, 9]"),
     (_wrong_size, f"{files.TEST_IMAGES}: images are (27, 27), expected (28, 28)"),
+    (_classes_missing, "the training split lacks class(es) 0, 2, 6, 7, 8, 9 of 0-9"),
 ]
 
 
@@ -304,4 +396,39 @@ def markdown_table() -> str:
         "| `fl.learning_rate=1e30` (a run) | round 1: non-finite values in a client's "
         "local training, client 0 (run k2_seed0); the run stops here: ... |"
     )
-    return "\n".join(rows)
+    return "\n".join(rows + _cli_rows() + FAULT_ROWS)
+
+
+def _cli_rows() -> list[str]:
+    """The launchers' cases of tests/test_cli.py (TINY's flags left out), run for real."""
+    import tempfile
+
+    from tests.test_cli import CLI_CASES, run_case
+
+    rows = []
+    for make_args, _, _ in CLI_CASES:
+        with tempfile.TemporaryDirectory() as tmp:
+            line, status, proc = run_case(make_args, tmp)
+            shown = " ".join(a.replace(tmp, "<tmp>") for a in proc.args[1:] if a not in TINY)
+        if shown.startswith("tests/faults.py readonly 0 -- "):  # its fault, in words
+            shown = shown.replace("tests/faults.py readonly 0 -- ", "experiments/run.py ")
+            shown += "` (a read-only file system) `"
+        status = "" if status == 2 else f" (exit {status})"
+        rows.append(f"| `{shown}`{status} | {line.removeprefix('error: ')} |".replace(" ``", ""))
+    return rows
+
+
+# What the fault tests above check, in the words they check (N, M: rounds; exit status).
+FAULT_ROWS = [
+    "| a second launch on a busy workdir (run.py or sweep.py) | workdir <dir> is busy: pid P "
+    "on HOST has held it since START (COMMAND); wait for that run to end or stop it |",
+    "| Ctrl-C during a run (exit 130) | interrupted at round N; rerun the same command to "
+    "resume from round M |",
+    "| disk full mid-run (exit 1) | <dir>: cannot write <file> (No space left on device); the "
+    "run stopped: make room or make the workdir writable, then rerun the same command to "
+    "resume from round M |",
+    "| workdir read-only mid-run (exit 1) | <dir>: cannot write <file> (Read-only file "
+    "system); the run stopped: ... resume from round M |",
+    "| kill -9 mid-checkpoint-write | (no line: the rerun prints `resuming <dir> from round "
+    "M` first and ends like an uninterrupted run) |",
+]
