@@ -133,31 +133,45 @@ _ENGINE_MODES = ("engine_seq", "engine_vmap", "python_loop", "python_loop_xla", 
 
 
 def benchmark_tables(b: dict, torch_records: list[dict]) -> str:
-    """The benchmark document as Markdown (every number the README's Speed section cites)."""
-    by = {(r["mode"], r.get("clients")): r for r in b["records"]}
-    counts = sorted({r["clients"] for r in b["records"] if r["mode"] == "engine_seq"})
-    torch = {r["clients"]: r for r in torch_records}
+    """The benchmark document as Markdown (every number the README's Speed section cites).
+
+    GFLOP/s count the model's arithmetic (the document's ``flops_per_sample``: XLA's count
+    of the im2col step, whose matmuls are the model's MACs) for every row, since XLA's
+    cost analysis does not count the cuDNN convolutions of the native lowering on GPUs.
+    PyTorch rows come from the document (``pytorch_*``) and from `torch_records` (JSON
+    lines of `experiments/torch_baseline.py`, older files)."""
+    records = b["records"] + [dict(r, mode=r.get("mode", "pytorch_loop")) for r in torch_records]
+    by = {(r["mode"], r.get("clients")): r for r in records}
+    counts = sorted({r["clients"] for r in records if r["mode"] == "engine_seq"})
+    cpu = b.get("cpu", {})
     lines = [
-        f"backend {b['backend']}, jax {b['jax']}, batch {b['batch_size']}, "
+        f"backend {b['backend']}, jax {b['jax']}, CPU {cpu.get('model', 'not recorded')} "
+        f"({', '.join(cpu.get('isa', [])) or 'ISA not recorded'}), batch {b['batch_size']}, "
         f"{b['records_per_client']} records per client, medians of {b['repeats']}; "
         f"sgemm {b['sgemm_gflops']:.0f} GFLOP/s; "
         f"{b['flops_per_sample'] / 1e6:.2f} MFLOP per training sample (XLA cost analysis)",
     ]
-    lines += _throughput_table(by, counts, torch)
-    lines += _ratio_table(by, counts, torch)
+    lines += _throughput_table(b, records, counts)
+    lines += _ratio_table(b, by, records, counts)
     if "engine_scaling_last_over_first" in b:
         lines += [
             "",
-            f"engine samples/s at {counts[-1]} clients / at {counts[0]} clients: "
+            f"engine_seq samples/s at {counts[-1]} clients / at {counts[0]} clients: "
             f"{b['engine_scaling_last_over_first']:.2f}",
         ]
+    lines += _sweep_table(b["records"])
     lines += _profile_table(b.get("layer_profile_ms"))
     lines += _generator_table(b["records"])
     return "\n".join(lines)
 
 
-def _throughput_table(by: dict, counts: list[int], torch: dict) -> list[str]:
+def _pytorch(records: list[dict]) -> list[dict]:
+    return [r for r in records if r["mode"].startswith("pytorch") and "samples_per_second" in r]
+
+
+def _throughput_table(b: dict, records: list[dict], counts: list[int]) -> list[str]:
     """Samples/s, compile seconds, GFLOP/s, fraction of peak, cores busy per mode x clients."""
+    by = {(r["mode"], r.get("clients")): r for r in records}
     lines = [
         "",
         "| mode | clients | samples/s | compile s | GFLOP/s | of sgemm peak | cores busy |",
@@ -167,36 +181,69 @@ def _throughput_table(by: dict, counts: list[int], torch: dict) -> list[str]:
         for n in dict.fromkeys([1, *counts]):  # single_client is n=1; --clients may hold 1
             r = by.get((mode, n))
             if r:
+                gflops = r["samples_per_second"] * b["flops_per_sample"] / 1e9
                 lines.append(
                     f"| {mode} | {n} | {r['samples_per_second']:,.0f} | "
-                    f"{r['compile_seconds']:.2f} | {r['achieved_gflops']:.1f} | "
-                    f"{r['fraction_of_peak']:.0%} | {r['cores_busy']:.2f} |"
+                    f"{r['compile_seconds']:.2f} | {gflops:.1f} | "
+                    f"{gflops / b['sgemm_gflops']:.0%} | {r['cores_busy']:.2f} |"
                 )
-    for n in counts:
-        if n in torch:
-            lines.append(
-                f"| pytorch_loop ({torch[n]['torch']}, {torch[n]['threads']} threads) | {n} | "
-                f"{torch[n]['samples_per_second']:,.0f} | | | | |"
-            )
+    for r in sorted(_pytorch(records), key=lambda r: (r["clients"], r["mode"])):
+        where = f"{r['torch']}, {r.get('device', 'cpu')}, {r['threads']} threads"
+        lines.append(
+            f"| {r['mode']} ({where}) | {r['clients']} | {r['samples_per_second']:,.0f} | | | | |"
+        )
     return lines
 
 
-def _ratio_table(by: dict, counts: list[int], torch: dict) -> list[str]:
-    """engine_seq samples/s over each alternative's, per client count."""
+def _ratio_table(b: dict, by: dict, records: list[dict], counts: list[int]) -> list[str]:
+    """The engine's round as the backend runs it by default (clients in sequence on CPU,
+    one vmap elsewhere) over each alternative's samples/s, per client count; PyTorch's
+    fastest variant at that count."""
+    engine_mode = "engine_seq" if b["backend"] == "cpu" else "engine_vmap"
     lines = [
         "",
-        "| clients | engine / python_loop | engine / python_loop_xla | engine / pytorch |",
+        f"| clients | {engine_mode} / python_loop | {engine_mode} / python_loop_xla | "
+        f"{engine_mode} / fastest pytorch |",
         "|---|---|---|---|",
     ]
     for n in counts:
-        engine = by[("engine_seq", n)]["samples_per_second"]
-        others = [by.get((mode, n)) for mode in ("python_loop", "python_loop_xla")]
-        others.append(torch.get(n))
-        cells = [
-            "n/a" if other is None else f"{engine / other['samples_per_second']:.2f}"
-            for other in others
-        ]
+        engine = by[(engine_mode, n)]["samples_per_second"]
+        cells = []
+        for mode in ("python_loop", "python_loop_xla"):
+            other = by.get((mode, n))
+            cells.append("n/a" if other is None else f"{engine / other['samples_per_second']:.2f}")
+        torch = [r for r in _pytorch(records) if r["clients"] == n]
+        best = max(torch, key=lambda r: r["samples_per_second"], default=None)
+        cells.append(
+            "n/a" if best is None else f"{engine / best['samples_per_second']:.2f} ({best['mode']})"
+        )
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _sweep_table(records: list[dict]) -> list[str]:
+    """Seconds per run-round of R runs: one after another, one vmap, one lax.map."""
+    rows = [r for r in records if r["mode"] in ("sweep_sequential", "sweep_batched")]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "| runs R | sequential s/run-round | batched vmap | batched map | auto picks |",
+        "|---|---|---|---|---|",
+    ]
+    for n in sorted({r["runs"] for r in rows}):
+        cell = {r["run_batching"]: r for r in rows if r["runs"] == n}
+        seq = cell["-"]["seconds_per_run_round"]
+
+        def fmt(key, seq=seq, cell=cell):
+            if key not in cell:
+                return "n/a"
+            t = cell[key]["seconds_per_run_round"]
+            return f"{t:.4f} ({seq / t:.2f}x)"
+
+        lines.append(
+            f"| {n} | {seq:.4f} | {fmt('vmap')} | {fmt('map')} | {cell['-']['auto_picks']} |"
+        )
     return lines
 
 

@@ -128,14 +128,16 @@ BENCHMARK = {
 def test_benchmark_tables_ratios_and_rows():
     torch = [{"clients": 2, "threads": 2, "torch": "x", "samples_per_second": 100.0}]
     out = render.benchmark_tables(BENCHMARK, torch).splitlines()
-    assert out[0].startswith("backend cpu, jax 0.0.test, batch 32, 64 records per client")
+    assert out[0].startswith("backend cpu, jax 0.0.test, CPU not recorded (ISA not recorded)")
+    assert "batch 32, 64 records per client" in out[0]
     assert "sgemm 30 GFLOP/s; 9.20 MFLOP per training sample" in out[0]
-    assert "| 2 | 2.00 | n/a | 10.00 |" in out  # 1000/500, no xla, 1000/100
+    assert "| 2 | 2.00 | n/a | 10.00 (pytorch_loop) |" in out  # 1000/500, no xla, 1000/100
     assert "| 4 | 3.00 | 2.00 | n/a |" in out  # 3000/1000, 3000/1500, no torch
-    assert "engine samples/s at 4 clients / at 2 clients: 3.00" in out
-    assert "| engine_seq | 4 | 3,000 | 1.50 | 27.0 | 90% | 0.99 |" in out
-    assert "| single_client | 1 | 800 | 1.50 | 7.2 | 24% | 0.99 |" in out
-    assert "| pytorch_loop (x, 2 threads) | 2 | 100 | | | | |" in out
+    assert "engine_seq samples/s at 4 clients / at 2 clients: 3.00" in out
+    # GFLOP/s from the document's model FLOPs: 3000 x 9.2 MFLOP = 27.6 GFLOP/s, 92% of 30
+    assert "| engine_seq | 4 | 3,000 | 1.50 | 27.6 | 92% | 0.99 |" in out
+    assert "| single_client | 1 | 800 | 1.50 | 7.4 | 25% | 0.99 |" in out
+    assert "| pytorch_loop (x, cpu, 2 threads) | 2 | 100 | | | | |" in out
     assert "| conv1 | 4.00 |" in out
     assert "| generator_paper | 5.0 | 400 |" in out
     assert "| attack_classifier |  | 1,234 |" in out
@@ -143,6 +145,41 @@ def test_benchmark_tables_ratios_and_rows():
     assert (
         modes.index("| engine_seq") < modes.index("| python_loop") < modes.index("| single_client")
     )
+
+
+def test_benchmark_tables_accelerator_pytorch_variants_and_sweeps():
+    """Off CPU the engine's default is the vmapped round; the fastest PyTorch variant of
+    each count is the one compared; sweep rows give each batching's speed-up."""
+    sweep = [
+        {"mode": "sweep_sequential", "runs": 4, "run_batching": "-", "auto_picks": "vmap",
+         "seconds_per_run_round": 0.2},
+        {"mode": "sweep_batched", "runs": 4, "run_batching": "vmap", "auto_picks": "vmap",
+         "seconds_per_run_round": 0.05},
+        {"mode": "sweep_batched", "runs": 4, "run_batching": "map", "auto_picks": "vmap",
+         "seconds_per_run_round": 0.25},
+    ]  # fmt: skip
+    torch = [
+        {"mode": f"pytorch_{v}", "clients": 2, "threads": 8, "torch": "t", "device": "cuda",
+         "samples_per_second": sps}
+        for v, sps in (("eager", 200.0), ("compile", 400.0), ("channels_last", 100.0))
+    ]  # fmt: skip
+    torch.append({"mode": "pytorch_compile", "clients": 4, "error": "no compiler"})
+    doc = dict(
+        BENCHMARK,
+        backend="gpu",
+        cpu={"model": "Some CPU", "isa": ["avx2", "fma"]},
+        records=[*BENCHMARK["records"], _throughput("engine_vmap", 2, 4000.0),
+                 _throughput("engine_vmap", 4, 6000.0), *torch, *sweep],
+    )  # fmt: skip
+    out = render.benchmark_tables(doc, []).splitlines()
+    assert "CPU Some CPU (avx2, fma)" in out[0]
+    header = "| clients | engine_vmap / python_loop | engine_vmap / python_loop_xla | "
+    assert header + "engine_vmap / fastest pytorch |" in out
+    assert "| 2 | 8.00 | n/a | 10.00 (pytorch_compile) |" in out  # 4000/500, 4000/400
+    assert "| 4 | 6.00 | 4.00 | n/a |" in out  # the failed variant is no row and no ratio
+    assert "| pytorch_compile (t, cuda, 8 threads) | 2 | 400 | | | | |" in out
+    assert not any("no compiler" in line for line in out)
+    assert "| 4 | 0.2000 | 0.0500 (4.00x) | 0.2500 (0.80x) | vmap |" in out
 
 
 def test_benchmark_tables_one_row_per_mode_and_count_when_clients_include_1():

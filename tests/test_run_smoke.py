@@ -162,6 +162,8 @@ def test_benchmark_document_and_its_report(tmp_path):
         "--modes=engine_seq,python_loop",
         "--gan=false",
         "--profile=false",
+        "--sweep_runs=",
+        "--torch_python=",
         f"--json={path}",
     ]
     subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True, timeout=600)
@@ -189,5 +191,5 @@ def test_benchmark_document_and_its_report(tmp_path):
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
     engine_2 = by[("engine_seq", 2)]["samples_per_second"]
     loop_2 = by[("python_loop", 2)]["samples_per_second"]
-    assert f"| 2 | {engine_2 / loop_2:.2f} | n/a | {engine_2 / 100.0:.2f} |" in out
+    assert f"| 2 | {engine_2 / loop_2:.2f} | n/a | {engine_2 / 100.0:.2f} (pytorch_loop) |" in out
     assert f"| 3 | {doc['engine_over_python_loop']['3']:.2f} | n/a | n/a |" in out
