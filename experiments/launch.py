@@ -27,6 +27,16 @@ from experiments import render
 from fedgan_jax.errors import FedGanError
 
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Show tracebacks of configuration/data errors.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Several processes: host:port of process 0 (all give it)."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Several processes: how many.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Several processes: this one's index.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed",
+    False,
+    "Several processes, their addresses read from the cluster's environment (SLURM, MPI).",
+)
 _HELP = ("--help", "-h", "-?", "--helpshort", "--helpfull")
 DEFAULT_CONFIG = "configs/default.py"
 
@@ -112,6 +122,7 @@ def guarded(fn):
         # orbax logs a failed save from its threads; the error line says it once
         logging.get_absl_handler().addFilter(lambda r: "/orbax/" not in r.pathname)
     try:
+        _join()
         return fn()
     except FedGanError as e:
         _fail(str(e), e.exit_status)
@@ -119,6 +130,15 @@ def guarded(fn):
         _fail("interrupted; rerun the same command to resume from the last checkpoint", 130)
     except OSError as e:  # a file refused outside the rounds (e.g. a sweep's summary)
         _fail(f"{e.filename}: {e.strerror}" if e.filename else str(e), 1)
+
+
+def _join() -> None:
+    """Joins the other processes of a multi-process launch (fedgan_jax.distributed)."""
+    flags_given = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    if _DISTRIBUTED.value or any(v is not None for v in flags_given):
+        from fedgan_jax import distributed
+
+        distributed.initialize(*flags_given)
 
 
 def _fail(message: str, status: int) -> None:
@@ -129,5 +149,8 @@ def _fail(message: str, status: int) -> None:
 
 
 def summarize(result: dict, workdir: str) -> None:
-    """Prints the short form of one run's results.json (`render.run_summary`)."""
+    """Prints the short form of one run's results.json (`render.run_summary`); nothing in
+    a process other than the writer (process 0) of a multi-process launch."""
+    if not result:
+        return
     print(f"{render.run_summary(result)}\noutputs in {workdir}")

@@ -29,6 +29,8 @@ def main(argv):
     from fedgan_jax.sweep import run_sweep
 
     summary = launch.guarded(lambda: run_sweep(_CONFIG.value, _WORKDIR.value))
+    if not summary:  # a process other than process 0 of a multi-process launch
+        return
     print(open(os.path.join(_WORKDIR.value, "summary.md")).read())
     print(f"{len(summary['rows'])} rows; outputs in {_WORKDIR.value}")
 

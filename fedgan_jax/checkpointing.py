@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 
+import jax
 import orbax.checkpoint as ocp
 
 from fedgan_jax import config_lib, io
@@ -32,13 +33,23 @@ CONFIG_FILE = "config.json"
 class Checkpointer:
     """Saves every `every` rounds (and the last round) under `directory`; keeps `keep`."""
 
-    def __init__(self, directory: str, *, every: int, keep: int, last_round: int):
-        self.every = every
+    def __init__(
+        self, directory: str, *, every: int, keep: int, last_round: int, writer: bool = True
+    ):
+        self.every = every if writer else 0  # a reader (not process 0) restores, never saves
         self.last_round = last_round
+        options, create = {}, writer
+        if jax.process_count() > 1:  # orbax coordinates this process alone, not all of them
+            if writer:  # orbax does not create the folder for a subset of processes
+                os.makedirs(directory, exist_ok=True)
+            create, me = False, jax.process_index()
+            options["multiprocessing_options"] = ocp.options.MultiprocessingOptions(
+                primary_host=me, active_processes={me}, barrier_sync_key_prefix=f"p{me}"
+            )
         self.manager = ocp.CheckpointManager(
             os.path.abspath(directory),
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep, create=True, enable_async_checkpointing=False
+                max_to_keep=keep, create=create, enable_async_checkpointing=False, **options
             ),
         )
         self.saved = self.manager.latest_step() or 0  # the round a rerun resumes from
@@ -53,7 +64,7 @@ class Checkpointer:
         if self.manager.latest_step() == t:  # already saved (e.g. resumed at the end)
             return False
         try:
-            self.manager.save(t, args=ocp.args.StandardSave(state), force=True)
+            self.manager.save(t, args=ocp.args.StandardSave(_host(state)), force=True)
             self.manager.wait_until_finished()
         except OSError:
             raise
@@ -66,10 +77,18 @@ class Checkpointer:
     def restore(self, target: RunState) -> RunState:
         """The latest checkpoint, shaped like `target` (a fresh initial state)."""
         step = self.manager.latest_step()
-        return self.manager.restore(step, args=ocp.args.StandardRestore(target))
+        if jax.process_count() == 1:
+            return self.manager.restore(step, args=ocp.args.StandardRestore(target))
+        restored = self.manager.restore(step, args=ocp.args.StandardRestore(_host(target)))
+        return jax.tree.map(jax.numpy.asarray, restored)
 
     def close(self) -> None:
         self.manager.close()
+
+
+def _host(state: RunState) -> RunState:
+    """Several processes: orbax saves no process-local device array, so host copies."""
+    return state if jax.process_count() == 1 else jax.device_get(state)
 
 
 # What 'auto' settings resolved to; a resume must resolve them the same way (numerics).

@@ -21,7 +21,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from fedgan_jax import attack, federated, models, partition, training
+from fedgan_jax import attack, distributed, federated, models, partition, training
 from fedgan_jax.data import Dataset
 from fedgan_jax.state import round_key
 from fedgan_jax.types import Config
@@ -200,11 +200,19 @@ def prepare(
 
 
 def place_clients(clients: partition.ClientData, mesh: Mesh | None) -> partition.ClientData:
-    """Client arrays ``[R, N, ...]`` on device; with a mesh, the client axis split over it."""
+    """Client arrays ``[R, N, ...]`` on device; with a mesh, the client axis split over it.
+    A mesh over several processes takes global arrays: the client axis is padded to the
+    mesh with record-less clients (never selected: the round draws from the first N) and
+    each process places only the clients of its own devices."""
+    spec = None if mesh is None else NamedSharding(mesh, P(None, federated.CLIENT_AXIS))
+    if spec is not None and distributed.multiprocess():
+        pad = -clients.counts.shape[-1] % mesh.size
+        widths = lambda a: [(0, 0), (0, pad)] + [(0, 0)] * (a.ndim - 2)  # noqa: E731
+        padded = jax.tree.map(lambda a: np.pad(np.asarray(a), widths(a)), clients)
+        return distributed.to_global(padded, spec)
     clients = jax.tree.map(jnp.asarray, clients)
     if mesh is None or clients.counts.shape[-1] % mesh.size:  # uneven: the compiler places
         return clients
-    spec = NamedSharding(mesh, P(None, federated.CLIENT_AXIS))
     return jax.tree.map(lambda a: jax.device_put(a, spec), clients)
 
 
@@ -284,10 +292,10 @@ def build_server(
         return round_fn(params, clients, key, learning_rate, adversary_inputs)
 
     batching = resolve_run_batching(config.sweep.run_batching)
-    return ServerProgram(
-        init=over_runs(init, num_runs, batching=batching),
-        round=over_runs(fl_round, num_runs, (0, 0, 0, None, None, 0), batching),
-    )
+    fl_round = over_runs(fl_round, num_runs, (0, 0, 0, None, None, 0), batching)
+    if mesh is not None and distributed.multiprocess():  # one SPMD program over all hosts
+        fl_round = distributed.spanning(fl_round, mesh, global_args=(1,))
+    return ServerProgram(init=over_runs(init, num_runs, batching=batching), round=fl_round)
 
 
 def build_eval(config: Config, classifier, image_shape, num_runs: int) -> EvalProgram:

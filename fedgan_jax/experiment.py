@@ -15,12 +15,13 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from fedgan_jax import config_lib, data, outputs, preflight
+from fedgan_jax import config_lib, data, distributed, outputs, preflight
 from fedgan_jax.adversary import adversary_view
 from fedgan_jax.checkpointing import Checkpointer, claim_workdir
 from fedgan_jax.engine import (
@@ -68,14 +69,15 @@ def train_and_evaluate(config: Config, workdir: str, *, progress: bool = True) -
     """
     config_lib.validate(config)
     config = config_lib.resolve(config)  # derived fields adapted (e.g. figure rounds)
-    check_usable(workdir)
+    if distributed.is_writer():
+        check_usable(workdir)
     dataset = load_data(config)
     run = run_of(config)
     deals = deal_runs(config, dataset, [run])
     programs = build_engine(config, dataset, num_runs=1)
     params = preflight.param_bytes(programs)
     preflight.check_run(config, dataset, deals, num_runs=1, param_bytes=params)
-    with hold(workdir):
+    with hold(workdir) if distributed.is_writer() else contextlib.nullcontext():
         return run_batch(
             config,
             dataset,
@@ -150,12 +152,16 @@ def run_batch(
     `StorageError`, each naming the round a rerun of the same command resumes from.
     """
     tic = time.perf_counter()
+    writer = distributed.is_writer()  # several processes: only process 0 writes
+    progress = progress and writer
     for run, workdir in zip(runs, workdirs, strict=True):
-        claim_workdir(workdir, run.apply(config), resolved=engine.resolved)
+        if writer:
+            claim_workdir(workdir, run.apply(config), resolved=engine.resolved)
     setup = prepare(config, dataset, deals, runs, capacity)
     clients = place_clients(setup.clients, engine.mesh)
+    own = jax.tree.map(jnp.asarray, setup.clients)  # its own records, from the host arrays
     view = adversary_view(
-        clients, setup.declared, adversary=config.fl.adversary, victim=config.fl.victim
+        own, setup.declared, adversary=config.fl.adversary, victim=config.fl.victim
     )
     keys = run_keys(setup)
     state = initial_state(engine, config, setup, view, keys)
@@ -190,6 +196,8 @@ def run_batch(
         out = attack_phase(engine, config, setup, state, view=view, keys=keys)
         timings |= {"attack": time.perf_counter() - attack_tic, "runs_in_batch": len(runs)}
         extra = {"timings": timings, "resumed_from_round": resumed_from, "memory": memory}
+        if not writer:
+            return [{} for _ in runs]
         return _write_all(config, setup, state, out, workdirs, tic, extra)
 
 
@@ -224,7 +232,13 @@ def _rerun(saved: int) -> str:
 def _resume(config: Config, checkpoint_dir: str, state: RunState, where: str, progress: bool):
     """The checkpointer, and the state from its latest checkpoint (if any), said first."""
     c = config.checkpoint
-    ckpt = Checkpointer(checkpoint_dir, every=c.every, keep=c.keep, last_round=config.fl.rounds)
+    ckpt = Checkpointer(
+        checkpoint_dir,
+        every=c.every,
+        keep=c.keep,
+        last_round=config.fl.rounds,
+        writer=distributed.is_writer(),
+    )
     resumed_from = ckpt.latest_round()
     if resumed_from is not None:
         line = f"resuming {where} from round {resumed_from}"

@@ -21,6 +21,7 @@ and standard deviation over seeds), ``accuracy.csv`` and the figures (`sweep_rep
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -29,7 +30,7 @@ from typing import Any
 
 from absl import logging
 
-from fedgan_jax import config_lib, io, preflight
+from fedgan_jax import config_lib, distributed, io, preflight
 from fedgan_jax.checkpointing import RESUMABLE_FIELDS, claim_workdir
 from fedgan_jax.engine import RunSpec, common_capacity, deal_runs
 from fedgan_jax.errors import ConfigError
@@ -116,7 +117,9 @@ def run_sweep(config, workdir: str, *, progress: bool = True) -> dict[str, Any]:
     """
     config_lib.validate(config, label_counts=config.sweep.label_counts)
     runs = check_axes(config)
-    check_usable(workdir)
+    writer = distributed.is_writer()  # several processes: process 0 alone writes
+    if writer:
+        check_usable(workdir)
     # one config (and one compiled program) per setting of the non-data axes
     programs = {
         r.program_key: config_lib.resolve(RunSpec(r.program_key).apply(config)) for r in runs
@@ -132,14 +135,17 @@ def run_sweep(config, workdir: str, *, progress: bool = True) -> dict[str, Any]:
         mine = [r for r in runs if r.program_key == key]
         _check_program(program_config, datasets[key], mine, deals)
     capacity = common_capacity(config, deals)
-    with hold(workdir):
-        io.write_json(os.path.join(workdir, "sweep_config.json"), config_lib.to_dict(config))
+    with hold(workdir) if writer else contextlib.nullcontext():
+        if writer:
+            io.write_json(os.path.join(workdir, "sweep_config.json"), config_lib.to_dict(config))
         for key, program_config in programs.items():  # one compiled program each
             mine = [r for r in pending if r.program_key == key]
             if mine:
                 _run_program(
                     program_config, datasets[key], mine, workdir, deals, capacity, progress
                 )
+    if not writer:
+        return {}
     results = {r: io.read_json(os.path.join(run_dir(workdir, r), "results.json")) for r in runs}
     return summarize(config, workdir, runs, results, run_dir)
 
