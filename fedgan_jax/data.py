@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fedgan_jax import checks
+from fedgan_jax import checks, tfds_source
 from fedgan_jax.errors import ConfigError, DataError, FedGanError
 
 FILE_FORMATS = ("idx", "cifar10_binary")
@@ -192,7 +192,7 @@ def load_dataset(
         loader = _load_idx_files if spec.files == "idx" else _load_cifar10_files
         train_x, train_y, test_x, test_y = loader(data_dir, spec)
     else:
-        train_x, train_y, test_x, test_y = _load_tfds(spec, data_dir, download)
+        train_x, train_y, test_x, test_y = tfds_source.load(spec.tfds_name, data_dir, download)
     for split, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
         if x.shape[1:] != spec.image_shape:
             raise DataError(
@@ -352,31 +352,3 @@ def _load_cifar10_files(data_dir: str, spec: DatasetSpec):
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     return (*read_all(CIFAR10_TRAIN_FILES), *read_all([CIFAR10_TEST_FILE]))
-
-
-# --------------------------------------------------------------------------- tfds
-
-
-def _load_tfds(spec: DatasetSpec, data_dir: str, download: bool):
-    import tensorflow_datasets as tfds  # heavy import, only for this source
-
-    out = []
-    for split in ("train", "test"):
-        try:
-            source = tfds.data_source(
-                spec.tfds_name, split=split, data_dir=data_dir or None, download=download
-            )
-            records = [source[i] for i in range(len(source))]
-        except Exception as e:  # TFDS raises many types; all mean "not available here"
-            raise DataError(
-                f"tfds could not provide {spec.tfds_name}/{split} "
-                f"(data_dir={data_dir or 'default'}, download={download}): "
-                f"{type(e).__name__}: {e}. Offline, use data.source='bundled' (MNIST) "
-                "or data.source='files'."
-            ) from e
-        if not records:
-            raise DataError(f"tfds {spec.tfds_name}/{split} is empty")
-        images = np.stack([np.asarray(r["image"]) for r in records])
-        labels = np.asarray([int(r["label"]) for r in records], np.int64)
-        out += [images, labels]
-    return tuple(out)
