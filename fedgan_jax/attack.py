@@ -61,8 +61,10 @@ def make_classifier_trainer(
     batch_size: int,
     learning_rate: float,
 ) -> Callable:
-    """``train(key, x, y, count) -> (params, metrics)``: a fresh Table II classifier
-    trained with Adam on the first `count` records of (x, y); y hard or soft labels."""
+    """``train(key, x, y, count) -> (params, metrics)``: a fresh `classifier` (Table II,
+    or any `models.Classifier`, checked here) trained with Adam on the first `count`
+    records of (x, y); y hard or soft labels."""
+    models.check_classifier(classifier, image_shape, role="attack classifier")
 
     def apply_fn(params, x):
         return classifier.apply({"params": params}, x)

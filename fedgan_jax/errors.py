@@ -23,6 +23,10 @@ class DataError(FedGanError, ValueError):
     """A dataset that is missing, truncated, or not what its name says."""
 
 
+class ModelError(FedGanError, TypeError):
+    """A model that does not follow the contract the core relies on (`models.Classifier`)."""
+
+
 class NonFiniteError(FedGanError, FloatingPointError):
     """A loss or a parameter became NaN or infinite; the run stops there."""
 

@@ -159,7 +159,8 @@ def make_round(
     """Returns ``round_fn(global_params, clients, key, learning_rate, adversary_inputs=None)
     -> (params, metrics)``.
 
-    `clients` is `ClientData` of ``num_clients`` clients. ``clients_per_round`` below
+    `clients` is `ClientData` of ``num_clients`` clients (checked when traced:
+    `ConfigError` otherwise). ``clients_per_round`` below
     ``num_clients`` samples that many distinct clients per round (seeded by `key`).
     metrics: per selected client ``client`` (index), ``loss``, ``steps``, ``finite``.
 
@@ -188,6 +189,7 @@ def make_round(
     local = _local_sum(upload, client_chunk, weighting, clip_norm, mesh)
 
     def round_fn(global_params, clients: ClientData, key, learning_rate, adversary_inputs=None):
+        check_clients(clients, num_clients)
         select_key, train_key, noise_key = jax.random.split(key, 3)
         idx, x, y, counts = _select(clients, select_key, num_clients, m, slots)
         keys = jax.vmap(jax.random.fold_in, (None, 0))(train_key, idx)
@@ -201,6 +203,21 @@ def make_round(
         return new_global, {"client": idx[:m], **metrics}
 
     return round_fn
+
+
+def check_clients(clients: ClientData, num_clients: int) -> None:
+    """The round's client count must be the data's (at trace time: shapes are static);
+    fewer would drop clients silently, more would train some twice."""
+    sizes = {"x": clients.x.shape[0], "y": clients.y.shape[0], "counts": clients.counts.shape[0]}
+    if len(set(sizes.values())) > 1:
+        raise ConfigError(f"ClientData disagrees on the client count (leading axes {sizes})")
+    held = sizes["x"]
+    if held != num_clients:
+        effect = "drop some" if held > num_clients else "train some twice"
+        raise ConfigError(
+            f"make_round(num_clients={num_clients}), but the clients hold {held} "
+            f"(ClientData.x.shape[0]): the round would {effect}; pass num_clients={held}"
+        )
 
 
 def _select(clients: ClientData, key, num_clients: int, m: int, slots: int):

@@ -210,6 +210,8 @@ class TrainerSpec:
     take it as their first argument and `make_gan_trainer` binds it."""
 
     weights: dict[str, float]  # every term of LOSS_TERMS, 0 when off
+    image_shape: tuple[int, ...]  # (H, W, C) of the images
+    num_classes: int
     generator: nn.Module
     classifier: nn.Module  # the global model f (the frozen discriminator)
     critic: nn.Module | None  # the student (adversarial) / real-fake discriminator (prior)
@@ -221,14 +223,6 @@ class TrainerSpec:
     samples_per_class: int
     keep_confidence: float
     filter_target: bool
-
-    @property
-    def num_classes(self) -> int:
-        return self.generator.num_classes
-
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        return self.generator.image_shape
 
     @property
     def batch(self) -> int:
@@ -248,7 +242,7 @@ def _critic_apply(spec: TrainerSpec, critic_params, x):
 
 
 def _init(spec: TrainerSpec, key, view: AdversaryView) -> GanState:
-    del view  # the shapes come from the dataset
+    del view  # the shapes come from the spec
     gk, ck = jax.random.split(key)
     batch, latent_dim = spec.batch, spec.latent_dim
     gen_params = models.init_params(
@@ -300,7 +294,10 @@ def _loss_terms(spec: TrainerSpec, critic_params, x, z, logits, features, labels
 def _generator_loss(spec: TrainerSpec, gen_params, critic_params, global_params, z, labels, w):
     """The weighted sum of the terms; aux: the samples, f's logits and the metrics."""
     x = _generate(spec, gen_params, z, labels)
-    logits, features = _f(spec, global_params, x, with_features=True)
+    if spec.weights["activation"] > 0:  # only this term reads f's features
+        logits, features = _f(spec, global_params, x, with_features=True)
+    else:
+        logits, features = _f(spec, global_params, x), None
     terms, wsum = _loss_terms(spec, critic_params, x, z, logits, features, labels, w)
     total = sum(spec.weights[t] * v for t, v in terms.items())
     fooled = jnp.sum((jnp.argmax(logits, -1) == labels) * w) / wsum
@@ -401,9 +398,24 @@ def _sample(spec: TrainerSpec, state: GanState, global_params, view: AdversaryVi
     )
 
 
+def _critic(weights, classifier, critic, image_shape, num_classes) -> nn.Module | None:
+    """The student (disagreement: f's architecture) or the real/fake discriminator
+    (realism: f's architecture with one logit), or None when no term needs one."""
+    if weights["disagreement"] > 0:
+        critic = classifier if critic is None else critic
+        models.check_classifier(critic, image_shape, num_classes, role="critic")
+    elif weights["realism"] > 0:
+        critic = classifier.clone(num_classes=1) if critic is None else critic
+        models.check_classifier(critic, image_shape, 1, role="critic")
+    else:
+        critic = None
+    return critic
+
+
 def make_gan_trainer(
     *,
-    dataset: str,
+    image_shape: tuple[int, int, int],
+    num_classes: int,
     classifier: nn.Module,
     mode: str = "paper",
     loss_overrides: dict[str, float] | None = None,
@@ -417,20 +429,30 @@ def make_gan_trainer(
     keep_confidence: float = 0.0,
     filter_target: bool = True,
     conv_impl: str = "auto",
+    generator: nn.Module | None = None,
+    critic: nn.Module | None = None,
 ) -> GanTrainer:
-    """Builds the generator trainer of `mode` against `classifier` (the global model)."""
+    """The generator trainer of `mode` against `classifier` (the global model f, a
+    `models.Classifier`: checked here) on images `image_shape` of `num_classes` classes.
+    `generator` None: `models.generator`; yours maps ``(z [batch, latent_dim], labels
+    [batch])`` to ``[batch, *image_shape]`` in [-1, 1]. `critic`: see `_critic`."""
     weights = loss_weights(mode, loss_overrides)
     _check_batch(weights, batch_per_class)
-    critic = None
-    if weights["disagreement"] > 0:  # the student has f's architecture
-        critic = classifier
-    elif weights["realism"] > 0:  # the Table II architecture with one real/fake logit
-        critic = type(classifier)(conv_impl=classifier.conv_impl, num_classes=1)
+    image_shape = tuple(image_shape)
+    features = weights["activation"] > 0  # only this term reads f's features
+    models.check_classifier(classifier, image_shape, num_classes, features=features)
+    if generator is None:
+        generator = models.generator(
+            image_shape, num_classes, channels=channels, conv_impl=conv_impl
+        )
+    models.check_generator(generator, image_shape, latent_dim, batch_per_class * num_classes)
     spec = TrainerSpec(
         weights=weights,
-        generator=models.generator(dataset, channels=channels, conv_impl=conv_impl),
+        image_shape=image_shape,
+        num_classes=num_classes,
+        generator=generator,
         classifier=classifier,
-        critic=critic,
+        critic=_critic(weights, classifier, critic, image_shape, num_classes),
         generator_tx=optax.adam(learning_rate, b1=0.5),
         critic_tx=optax.adam(critic_learning_rate, b1=0.5),
         latent_dim=latent_dim,

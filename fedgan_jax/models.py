@@ -24,6 +24,8 @@ an elementwise select instead of XLA:CPU's slow ``select_and_scatter``.
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,7 +33,8 @@ from flax import linen as nn
 from jax import lax
 
 from fedgan_jax import checks
-from fedgan_jax.data import spec_for
+from fedgan_jax.data import DatasetSpec, spec_for
+from fedgan_jax.errors import ModelError
 
 CONV_IMPLS = ("auto", "im2col", "xla")
 
@@ -129,15 +132,128 @@ class Cifar10CNN(nn.Module):
         return (logits, features) if with_features else logits
 
 
-CLASSIFIERS = {"mnist": MnistCNN, "cifar10": Cifar10CNN}
+# The Table II columns; a named dataset picks one (`data.DatasetSpec.architecture`).
+ARCHITECTURES = {"mnist": MnistCNN, "cifar10": Cifar10CNN}
 
 
-def classifier(dataset: str, conv_impl: str = "auto") -> nn.Module:
-    """The Table II classifier of `dataset`."""
-    spec = spec_for(dataset)
-    return CLASSIFIERS[dataset](
-        conv_impl=resolve_conv_impl(conv_impl), num_classes=spec.num_classes
-    )
+def classifier(dataset: str | DatasetSpec, conv_impl: str = "auto") -> nn.Module:
+    """The Table II classifier of `dataset` (a registered name, or a `DatasetSpec`): its
+    architecture's column with the dataset's class count."""
+    spec = spec_for(dataset) if isinstance(dataset, str) else dataset
+    arch = checks.choice("architecture", spec.architecture, ARCHITECTURES, ModelError)
+    return ARCHITECTURES[arch](conv_impl=resolve_conv_impl(conv_impl), num_classes=spec.num_classes)
+
+
+class Classifier(Protocol):
+    """The contract of every classifier the core trains or queries: the global model f
+    (clients, FedAvg, the adversary's frozen discriminator), the attack classifier and
+    the generator's critic. `check_classifier` checks it and names what is missing.
+
+    * A `flax.linen.Module` whose ``init(key, x)`` holds only a ``params`` collection
+      (no batch statistics, no dropout rngs): the core calls ``apply({"params": p}, x)``
+      and vmaps it over clients and runs.
+    * ``__call__(x)``: images ``[batch, H, W, C]`` float32 in [-1, 1] to logits
+      ``[batch, num_classes]`` (the losses apply the softmax).
+    * ``__call__(x, with_features=True)`` returns ``(logits, features [batch, F])``:
+      needed only by the generator's ``activation`` term (gan mode ``dafl``).
+    * A field ``num_classes: int``. The ``prior`` mode's real/fake critic is
+      ``classifier.clone(num_classes=1)`` unless `gan.make_gan_trainer` gets ``critic=``.
+    """
+
+    num_classes: int
+
+    def __call__(self, x: jax.Array, *, with_features: bool = False) -> Any: ...
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"
+
+
+def check_classifier(
+    model: Any,
+    image_shape: tuple[int, ...],
+    num_classes: int | None = None,
+    *,
+    features: bool = False,
+    role: str = "classifier",
+) -> None:
+    """Checks that `model` follows `Classifier` on images `image_shape` (abstractly, with
+    `jax.eval_shape`: nothing is computed); `ModelError` naming what is missing."""
+    name = f"{role} {type(model).__name__}"
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"{name}: is not a flax.linen.Module (the core calls init / apply)")
+    have = getattr(model, "num_classes", None)
+    if isinstance(have, bool) or not isinstance(have, int):
+        raise ModelError(f"{name}: has no integer field num_classes (models.Classifier)")
+    if num_classes is not None and have != num_classes:
+        raise ModelError(f"{name}: num_classes={have}, but the data has {num_classes} classes")
+    x = jax.ShapeDtypeStruct((2, *image_shape), jnp.float32)
+    try:
+        variables = jax.eval_shape(model.init, jax.random.key(0), x)
+    except Exception as e:  # a user's module may raise anything on a wrong shape
+        raise ModelError(
+            f"{name}: init on images {tuple(image_shape)} fails: {_first_line(e)}"
+        ) from e
+    if extra := sorted(set(variables) - {"params"}):
+        raise ModelError(
+            f"{name}: holds collections {extra} besides params; the core "
+            "applies it with params only (models.Classifier)"
+        )
+    logits = _abstract_apply(name, model, variables["params"], x, {})
+    _check_logits(name, logits, have)
+    if features:
+        out = _abstract_apply(name, model, variables["params"], x, {"with_features": True})
+        if not (isinstance(out, tuple) and len(out) == 2 and len(out[1].shape) == 2):
+            raise ModelError(
+                f"{name}: with_features=True must return (logits, features "
+                "[batch, F]) for the generator's activation term"
+            )
+        _check_logits(name, out[0], have)
+
+
+def _abstract_apply(name: str, model, params, x, kwargs: dict):
+    try:
+        return jax.eval_shape(lambda p, xb: model.apply({"params": p}, xb, **kwargs), params, x)
+    except TypeError as e:
+        if kwargs and "with_features" in str(e):
+            raise ModelError(
+                f"{name}: __call__ takes no with_features=True, which the "
+                "generator's activation term (gan mode dafl) needs"
+            ) from None
+        raise ModelError(f"{name}: apply fails: {_first_line(e)}") from None
+    except Exception as e:  # a user's module may raise anything
+        raise ModelError(f"{name}: apply fails: {_first_line(e)}") from None
+
+
+def _check_logits(name: str, logits, num_classes: int) -> None:
+    shape = getattr(logits, "shape", None)
+    if shape != (2, num_classes):
+        raise ModelError(
+            f"{name}: returns {shape if shape is not None else type(logits).__name__} "
+            f"for a batch of 2, expected logits (2, {num_classes})"
+        )
+
+
+def check_generator(model: Any, image_shape: tuple[int, ...], latent_dim: int, batch: int) -> None:
+    """Checks a generator: a flax module with only ``params`` that maps ``(z [batch,
+    latent_dim], labels [batch] int32)`` to images ``[batch, *image_shape]``."""
+    name = f"generator {type(model).__name__}"
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"{name}: is not a flax.linen.Module (the core calls init / apply)")
+    z = jax.ShapeDtypeStruct((batch, latent_dim), jnp.float32)
+    labels = jax.ShapeDtypeStruct((batch,), jnp.int32)
+    try:
+        variables = jax.eval_shape(model.init, jax.random.key(0), z, labels)
+        out = jax.eval_shape(lambda v, a, b: model.apply(v, a, b), variables, z, labels)
+    except Exception as e:  # a user's module may raise anything
+        raise ModelError(f"{name}: (z, labels) -> images fails: {_first_line(e)}") from e
+    if extra := sorted(set(variables) - {"params"}):
+        raise ModelError(f"{name}: holds collections {extra} besides params")
+    want = (batch, *image_shape)
+    if getattr(out, "shape", None) != want:
+        got = getattr(out, "shape", type(out).__name__)
+        raise ModelError(f"{name}: returns {got} for {batch} latents, expected images {want}")
 
 
 def _batch_standardize(x: jax.Array, eps: float = 1e-5) -> jax.Array:
@@ -194,11 +310,24 @@ class Generator(nn.Module):
         return jnp.tanh(x)
 
 
-def generator(dataset: str, *, channels: int = 64, conv_impl: str = "auto") -> Generator:
-    spec = spec_for(dataset)
+def generator(
+    image_shape: tuple[int, int, int],
+    num_classes: int,
+    *,
+    channels: int = 64,
+    conv_impl: str = "auto",
+) -> Generator:
+    """The class-conditional generator of images `image_shape` (square, side divisible by
+    4) over `num_classes` classes."""
+    h, w, _ = image_shape
+    if h != w or h % 4:
+        raise ModelError(
+            f"image_shape={tuple(image_shape)}: the generator needs square images whose "
+            "side is divisible by 4; pass your own (gan.make_gan_trainer(generator=...))"
+        )
     return Generator(
-        image_shape=spec.image_shape,
-        num_classes=spec.num_classes,
+        image_shape=tuple(image_shape),
+        num_classes=num_classes,
         channels=channels,
         conv_impl=resolve_conv_impl(conv_impl),
     )

@@ -66,7 +66,7 @@ class Engine(NamedTuple):
 
 def build_engine(config: Config, dataset: Dataset, num_runs: int) -> Engine:
     """Built once per config and reused: every run of a sweep has the same shapes."""
-    classifier = models.classifier(dataset.name, config.model.conv_impl)
+    classifier = models.classifier(dataset.spec, config.model.conv_impl)
     mesh = make_mesh(mesh_devices(config))
     shape = dataset.image_shape
     trainer = gan_trainer(config, dataset, classifier)
@@ -90,7 +90,8 @@ def build_engine(config: Config, dataset: Dataset, num_runs: int) -> Engine:
 def gan_trainer(config: Config, dataset: Dataset, classifier) -> gan.GanTrainer:
     g = config.gan
     return gan.make_gan_trainer(
-        dataset=dataset.name,
+        image_shape=dataset.image_shape,
+        num_classes=dataset.num_classes,
         classifier=classifier,
         mode=g.mode,
         loss_overrides=dict(g.loss),

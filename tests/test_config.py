@@ -53,7 +53,13 @@ def test_shipped_configs_are_valid(module):
 
 # (owner's check, the section it takes, field, bad value, message)
 OWNED = [
-    (data.check_config, "data", "dataset", "svhn", "data.dataset='svhn': allowed: mnist, cifar10"),
+    (
+        data.check_config,
+        "data",
+        "dataset",
+        "svhn",
+        "data.dataset='svhn': allowed: mnist, cifar10, fashion_mnist",
+    ),
     (data.check_config, "data", "test_fraction", 1.0, "data.test_fraction=1.0: must lie in (0.0"),
     (data.check_config, "data", "split_seed", -1, "data.split_seed=-1: must be an integer >= 0"),
     (data.check_config, "data", "download", 1, "data.download=1: must be True or False"),
@@ -129,9 +135,14 @@ def test_diversity_needs_pairs_at_config_time_and_in_the_builder():
     assert message in _error(config_lib.validate, config)
     clf = models.classifier("mnist")
     build = gan.make_gan_trainer
-    assert _error(build, dataset="mnist", classifier=clf, mode="prior", batch_per_class=1) == (
-        _error(gan.check_config, config.gan, rounds=400)
-    )
+    assert _error(
+        build,
+        image_shape=(28, 28, 1),
+        num_classes=10,
+        classifier=clf,
+        mode="prior",
+        batch_per_class=1,
+    ) == (_error(gan.check_config, config.gan, rounds=400))
 
 
 def test_roles_rules_live_in_partition():

@@ -36,7 +36,8 @@ def frozen():
 
 def _trainer(clf, mode, **kw):
     defaults = dict(
-        dataset="mnist",
+        image_shape=(28, 28, 1),
+        num_classes=10,
         classifier=clf,
         mode=mode,
         channels=16,
@@ -101,7 +102,8 @@ def _train_term(
     clf, trained_params, view = trained
     params = trained_params if params is None else params
     trainer = gan.make_gan_trainer(
-        dataset="mnist",
+        image_shape=(28, 28, 1),
+        num_classes=10,
         classifier=clf,
         mode=mode,
         loss_overrides=OFF | weights,
@@ -259,7 +261,8 @@ def test_realism_discriminator_learns_then_generator_fools_it(trained):
 def test_every_mode_makes_f_assign_the_target_class(trained, mode):
     clf, params, view = trained
     trainer = gan.make_gan_trainer(
-        dataset="mnist",
+        image_shape=(28, 28, 1),
+        num_classes=10,
         classifier=clf,
         mode=mode,
         channels=8,

@@ -85,7 +85,7 @@ def test_resolve_conv_impl():
 
 @pytest.mark.parametrize("dataset, shape", [("mnist", (28, 28, 1)), ("cifar10", (32, 32, 3))])
 def test_generator_shapes_range_and_conditioning(dataset, shape):
-    gen = models.generator(dataset, channels=16)
+    gen = models.generator(shape, 10, channels=16)
     z = jax.random.normal(jax.random.key(0), (20, 100))
     labels = jnp.arange(20) % 10
     params = models.init_params(gen, jax.random.key(1), z, labels)

@@ -229,7 +229,7 @@ BAD_CONFIGS = [
     ({"fl.victim_num_labels": 10}, "fl.victim_num_labels=10: must be an integer in [1, 9]"),
     ({"fl.victim_num_labels": 0}, "fl.victim_num_labels=0: must be an integer in [1, 9]"),
     ({"fl.victim_num_labels": 7}, "the other 4 participants would share 3 labels"),
-    ({"data.dataset": "svhn"}, "data.dataset='svhn': allowed: mnist, cifar10"),
+    ({"data.dataset": "svhn"}, "data.dataset='svhn': allowed: mnist, cifar10, fashion_mnist"),
     ({"data.source": "web"}, "data.source='web': allowed: tfds, bundled, files"),
     ({"data.dataset": "cifar10"}, "data.source='bundled': holds MNIST only"),
     ({"attack.attacks": ("gan", "shadow")}, "unknown entry 'shadow'"),
