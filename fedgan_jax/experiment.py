@@ -158,17 +158,7 @@ def run_batch(
         if writer:
             claim_workdir(workdir, run.apply(config), resolved=engine.resolved)
     setup = prepare(config, dataset, deals, runs, capacity)
-    clients = place_clients(setup.clients, engine.mesh)
-    own = jax.tree.map(jnp.asarray, setup.clients)  # its own records, from the host arrays
-    view = adversary_view(
-        own, setup.declared, adversary=config.fl.adversary, victim=config.fl.victim
-    )
-    keys = run_keys(setup)
-    state = initial_state(engine, config, setup, view, keys)
-    memory = {  # what one run holds between rounds; a batch of R runs holds R times this
-        "state_bytes_per_run": nbytes(state) // len(runs),
-        "client_bytes_per_run": nbytes(setup.clients) // len(runs),
-    }
+    clients, view, keys, state, memory = _start(engine, config, setup)
     where = workdirs[0] if len(runs) == 1 else checkpoint_dir
     ckpt, state, resumed_from = _resume(config, checkpoint_dir, state, where, progress)
     on_round = _Progress(config, runs, ckpt, state.round, progress)
@@ -199,6 +189,22 @@ def run_batch(
         if not writer:
             return [{} for _ in runs]
         return _write_all(config, setup, state, out, workdirs, tic, extra)
+
+
+def _start(engine: Engine, config: Config, setup: Setup):
+    """The placed clients, the adversary's view, the keys, round 0's state and its memory."""
+    clients = place_clients(setup.clients, engine.mesh)
+    own = jax.tree.map(jnp.asarray, setup.clients)  # its own records, from the host arrays
+    view = adversary_view(
+        own, setup.declared, adversary=config.fl.adversary, victim=config.fl.victim
+    )
+    keys = run_keys(setup)
+    state = initial_state(engine, config, setup, view, keys)
+    memory = {  # what one run holds between rounds; a batch of R runs holds R times this
+        "state_bytes_per_run": nbytes(state) // setup.num_runs,
+        "client_bytes_per_run": nbytes(setup.clients) // setup.num_runs,
+    }
+    return clients, view, keys, state, memory
 
 
 @contextlib.contextmanager
