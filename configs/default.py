@@ -31,6 +31,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.fl.adversary = 0  # index of the malicious participant
     c.fl.victim = 1  # index of the participant under attack
     c.fl.victim_num_labels = 2  # k: labels the victim declares (paper sweeps 1, 2, 3, 5)
+    # Who holds which records (fedgan_jax/partition.py): disjoint (the paper's declared,
+    # non-overlapping labels) | shared (each class held by holders_per_class participants,
+    # the victim's k among them) | dirichlet (class proportions ~ Dir(dirichlet_alpha)).
+    # A participant's declared labels are the classes it holds.
+    c.fl.partition = "disjoint"
+    c.fl.dirichlet_alpha = 0.5
+    c.fl.holders_per_class = 2
     c.fl.rounds = 400  # communication rounds
     c.fl.local_epochs = 30  # E
     c.fl.learning_rate = 0.01  # eta of Eq. 2 (plain SGD); the initial one with a schedule

@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from fedgan_jax import config_lib, gan, io, plots, protocols
+from fedgan_jax import config_lib, gan, io, partition, plots, protocols
 from fedgan_jax.engine import Setup
 from fedgan_jax.state import STREAMS, RunState
 from fedgan_jax.types import Config
@@ -130,6 +130,7 @@ def _result(config, setup, r, history, gan_start, gan_missing, accuracy, attacks
         "declared_labels": {str(p): np.flatnonzero(row).tolist() for p, row in enumerate(declared)},
         "victim_labels": np.flatnonzero(declared[fl.victim]).tolist(),
         "client_records": setup.clients.counts[r].tolist(),
+        "partition": partition_report(config, setup, r),
         "main_task_accuracy": history["accuracy"].tolist(),
         "final_main_task_accuracy": float(history["accuracy"][-1]),
         "gan_objective": gan.objective_name(config.gan.mode, dict(config.gan.loss)),
@@ -140,6 +141,22 @@ def _result(config, setup, r, history, gan_start, gan_missing, accuracy, attacks
         "oracle_model_accuracy": accuracy.get("oracle"),
         "attacks": attacks,
         "upload": upload_report(config, history["accuracy"], gan_start),
+    }
+
+
+def partition_report(config: Config, setup: Setup, r: int) -> dict[str, Any]:
+    """Run r's partition: the scheme, each participant's classes, records and records per
+    class (``[N][C]``)."""
+    fl, declared = config.fl, setup.declared[r]
+    table = partition.records_per_class(setup.owner[r], setup.dataset.train_y, declared.shape)
+    scheme = {"disjoint": {}, "dirichlet": {"alpha": fl.dirichlet_alpha}}
+    scheme["shared"] = {"holders_per_class": fl.holders_per_class}
+    return {
+        "scheme": fl.partition,
+        **scheme[fl.partition],
+        "classes": {str(p): np.flatnonzero(row).tolist() for p, row in enumerate(declared)},
+        "records": {str(p): int(n) for p, n in enumerate(table.sum(1))},
+        "records_per_class": table.tolist(),
     }
 
 
