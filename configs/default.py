@@ -55,6 +55,12 @@ def get_config() -> ml_collections.ConfigDict:
     # mean update (0: off; needs clip_norm > 0 and weighting=uniform).
     c.fl.clip_norm = 0.0
     c.fl.noise_multiplier = 0.0
+    # Defense, record-level DP-SGD inside each client (Abadi et al. 2016): clip every
+    # example's gradient to dpsgd_clip (0: off) and add N(0, (multiplier x clip)^2) to the
+    # batch's sum (0: clipping only). fedgan_jax/privacy.py accounts both defenses.
+    c.fl.dpsgd_clip = 0.0
+    c.fl.dpsgd_noise_multiplier = 0.0
+    c.fl.dp_delta = 1e-5  # delta of the reported (epsilon, delta) (privacy.py says why)
 
     c.model = ml_collections.ConfigDict()
     c.model.conv_impl = "auto"  # auto | im2col | xla (see fedgan_jax/models.py)

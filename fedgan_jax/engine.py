@@ -251,7 +251,11 @@ def build_server(
     (None: it trains honestly like every participant)."""
     fl = config.fl
     client_update = federated.make_client_update(
-        apply_fn_of(classifier), local_epochs=fl.local_epochs, batch_size=fl.batch_size
+        apply_fn_of(classifier),
+        local_epochs=fl.local_epochs,
+        batch_size=fl.batch_size,
+        dp_clip=fl.dpsgd_clip,
+        dp_noise_multiplier=fl.dpsgd_noise_multiplier,
     )
     round_fn = federated.make_round(
         client_update,

@@ -13,8 +13,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from fedgan_jax import config_lib, gan, io, partition, plots, protocols
-from fedgan_jax.engine import Setup
+from fedgan_jax import config_lib, gan, io, partition, plots, privacy, protocols
+from fedgan_jax.engine import Setup, clients_per_round
 from fedgan_jax.state import STREAMS, RunState
 from fedgan_jax.types import Config
 
@@ -131,6 +131,9 @@ def _result(config, setup, r, history, gan_start, gan_missing, accuracy, attacks
         "victim_labels": np.flatnonzero(declared[fl.victim]).tolist(),
         "client_records": setup.clients.counts[r].tolist(),
         "partition": partition_report(config, setup, r),
+        "privacy": privacy.report(
+            config, clients_per_round(config), int(setup.clients.counts[r][fl.victim])
+        ),
         "main_task_accuracy": history["accuracy"].tolist(),
         "final_main_task_accuracy": float(history["accuracy"][-1]),
         "gan_objective": gan.objective_name(config.gan.mode, dict(config.gan.loss)),
