@@ -125,6 +125,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.adversary.ascent_gamma = 1.0
     c.adversary.ascent_targets = "victim_classes"  # victim_classes | pool (all candidates)
     c.adversary.fake_per_class = 32  # fake_class: generated samples per victim class a round
+    # False: the declared label sets are hidden (the paper's Sec. VI defense); it recovers
+    # them from the global models' last-layer change (fedgan_jax/label_recovery.py) and
+    # runs every attack with the recovered victim set. Needs upload=honest.
+    c.adversary.knows_declarations = True
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = 10  # rounds between checkpoints (0: never)

@@ -137,7 +137,11 @@ def run_batch(
     setup = prepare(config, dataset, deals, runs, capacity)
     clients = place_clients(setup.clients, engine.mesh)
     view = adversary_view(
-        clients, setup.declared, adversary=config.fl.adversary, victim=config.fl.victim
+        clients,
+        setup.declared,
+        adversary=config.fl.adversary,
+        victim=config.fl.victim,
+        knows_declarations=config.adversary.knows_declarations,
     )
     keys = run_keys(setup)
     state = initial_state(engine, config, setup, view, keys)

@@ -93,6 +93,8 @@ def write_run(
         attacks["gan"] = None
     accuracy = {k: float(v[r]) for k, v in out["accuracy"].items()}
     result = _result(config, setup, r, history, gan_start, gan_missing, accuracy, attacks)
+    recovery = out.get("label_recovery")
+    result["label_recovery"] = None if recovery is None else recovery[r]
     result.update(extra)
     samples = None
     if dgen is not None:

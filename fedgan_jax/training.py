@@ -99,16 +99,20 @@ def make_trainer(
         (params, _), (losses, ran) = lax.scan(
             epoch, (params, opt_state), jax.random.split(key, epochs)
         )
-        ran = ran.astype(jnp.float32)
-        n_ran = ran.sum()
-        finite = jnp.all(jnp.isfinite(losses)) & all_finite(params)
-        return params, {
-            "loss": jnp.sum(losses * ran) / jnp.maximum(n_ran, 1.0),
-            "steps": n_ran,
-            "finite": finite,
-        }
+        return params, _train_metrics(params, losses, ran)
 
     return train
+
+
+def _train_metrics(params, losses: jax.Array, ran: jax.Array) -> dict[str, jax.Array]:
+    ran = ran.astype(jnp.float32)
+    n_ran = ran.sum()
+    finite = jnp.all(jnp.isfinite(losses)) & all_finite(params)
+    return {
+        "loss": jnp.sum(losses * ran) / jnp.maximum(n_ran, 1.0),
+        "steps": n_ran,
+        "finite": finite,
+    }
 
 
 def private_gradient(
