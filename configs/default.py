@@ -31,6 +31,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.fl.adversary = 0  # index of the malicious participant
     c.fl.victim = 1  # index of the participant under attack
     c.fl.victim_num_labels = 2  # k: labels the victim declares (paper sweeps 1, 2, 3, 5)
+    # Who holds which records (fedgan_jax/partition.py): disjoint (the paper's declared,
+    # non-overlapping labels) | shared (each class held by holders_per_class participants,
+    # the victim's k among them) | dirichlet (class proportions ~ Dir(dirichlet_alpha)).
+    # A participant's declared labels are the classes it holds.
+    c.fl.partition = "disjoint"
+    c.fl.dirichlet_alpha = 0.5
+    c.fl.holders_per_class = 2
     c.fl.rounds = 400  # communication rounds
     c.fl.local_epochs = 30  # E
     c.fl.learning_rate = 0.01  # eta of Eq. 2 (plain SGD); the initial one with a schedule
@@ -48,6 +55,12 @@ def get_config() -> ml_collections.ConfigDict:
     # mean update (0: off; needs clip_norm > 0 and weighting=uniform).
     c.fl.clip_norm = 0.0
     c.fl.noise_multiplier = 0.0
+    # Defense, record-level DP-SGD inside each client (Abadi et al. 2016): clip every
+    # example's gradient to dpsgd_clip (0: off) and add N(0, (multiplier x clip)^2) to the
+    # batch's sum (0: clipping only). fedgan_jax/privacy.py accounts both defenses.
+    c.fl.dpsgd_clip = 0.0
+    c.fl.dpsgd_noise_multiplier = 0.0
+    c.fl.dp_delta = 1e-5  # delta of the reported (epsilon, delta) (privacy.py says why)
 
     c.model = ml_collections.ConfigDict()
     c.model.conv_impl = "auto"  # auto | im2col | xla (see fedgan_jax/models.py)
@@ -112,6 +125,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.adversary.ascent_gamma = 1.0
     c.adversary.ascent_targets = "victim_classes"  # victim_classes | pool (all candidates)
     c.adversary.fake_per_class = 32  # fake_class: generated samples per victim class a round
+    # False: the declared label sets are hidden (the paper's Sec. VI defense); it recovers
+    # them from the global models' last-layer change (fedgan_jax/label_recovery.py) and
+    # runs every attack with the recovered victim set. Needs upload=honest.
+    c.adversary.knows_declarations = True
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = 10  # rounds between checkpoints (0: never)

@@ -24,6 +24,7 @@ from fedgan_jax import (
     errors,
     federated,
     gan,
+    label_recovery,
     metrics,
     models,
     partition,
@@ -44,7 +45,7 @@ from fedgan_jax.errors import (
 from fedgan_jax.federated import make_client_update, make_round
 from fedgan_jax.gan import make_gan_trainer
 from fedgan_jax.metrics import membership_metrics
-from fedgan_jax.partition import ClientData, Roles, deal_labels
+from fedgan_jax.partition import ClientData, Roles, Scheme, assign, deal_labels
 
 __version__ = "0.1.0"
 
@@ -59,9 +60,11 @@ __all__ = [
     "ModelError",
     "NonFiniteError",
     "Roles",
+    "Scheme",
     "WorkdirError",
     "adversary",
     "adversary_view",
+    "assign",
     "state",
     "attack",
     "data",
@@ -69,6 +72,7 @@ __all__ = [
     "errors",
     "federated",
     "gan",
+    "label_recovery",
     "load_dataset",
     "make_client_update",
     "make_gan_trainer",

@@ -33,8 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fedgan_jax import attack, checks, membership, training, uploads
+from fedgan_jax import attack, checks, federated, label_recovery, membership, training, uploads
 from fedgan_jax.engine import apply_fn_of, classifier_trainer, over_runs, resolve_run_batching
+from fedgan_jax.engine import clients_per_round as engine_clients_per_round
 from fedgan_jax.errors import NonFiniteError
 from fedgan_jax.state import AdversaryKeys, AdversaryState, Snapshots, put_row, round_key
 from fedgan_jax.types import Config
@@ -51,6 +52,13 @@ def check_config(section, rounds: int, attacks: tuple[str, ...] = ()) -> None:
     if "trajectory" in attacks and not every:
         checks.fail("adversary.snapshot_every", every, "the trajectory attack needs snapshots")
     uploads.check_config(section, rounds, attacks)
+    knows = checks.boolean("adversary.knows_declarations", section.knows_declarations)
+    if not knows and section.upload != "honest":
+        checks.fail(
+            "adversary.upload",
+            section.upload,
+            "with hidden declarations (knows_declarations=False) it uploads honestly",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +81,12 @@ class Plan:
     ascent_targets: str = "victim_classes"
     ascent_gamma: float = 1.0  # in global-update norms (uploads.py)
     adversary: int = 0  # its own index (fl.adversary)
+    # Hidden declarations (label_recovery.py): it records the others' last-layer bias
+    # change each round, removing its own update (it knows the protocol: the cohort size
+    # and the clients' learning rate schedule).
+    recovers_labels: bool = False
+    clients_per_round: int = 0
+    learning_rate: tuple[float, str, float] = (0.0, "constant", 0.0)  # base, schedule, final
 
     def runs(self, attack_name: str) -> bool:
         return attack_name in self.attacks
@@ -102,6 +116,19 @@ class Plan:
             ascent_targets=config.adversary.ascent_targets,
             ascent_gamma=config.adversary.ascent_gamma,
             adversary=config.fl.adversary,
+            recovers_labels=not config.adversary.knows_declarations,
+            clients_per_round=engine_clients_per_round(config),
+            learning_rate=(
+                config.fl.learning_rate,
+                config.fl.lr_schedule,
+                config.fl.lr_final_fraction,
+            ),
+        )
+
+    def learning_rate_at(self, t: int) -> float:
+        base, schedule, final = self.learning_rate
+        return federated.learning_rate_at(
+            t, base=base, rounds=self.rounds, schedule=schedule, final_fraction=final
         )
 
 
@@ -117,6 +144,7 @@ class AdversaryProgram(NamedTuple):
     logits: Callable  # (params, x [R, n, ...]) -> [R, n, C]: its own records
     pool_logits: Callable  # (params, x [n, ...]) -> [R, n, C]: the candidate targets
     keep: Callable  # (snapshots.params, params, slot) -> snapshots.params (in place)
+    own_bias_update: Callable  # (params, view, key, lr) -> [R, C]: its own update's bias change
 
 
 def build_program(
@@ -151,6 +179,8 @@ def build_program(
     def over(fn, in_axes=0):
         return over_runs(fn, num_runs, in_axes, batching)
 
+    own_update = _own_bias_update(config, apply_fn)
+
     return AdversaryProgram(
         own_accuracy=over(own_accuracy),
         gan_init=over(trainer.init),
@@ -163,7 +193,28 @@ def build_program(
         logits=over(logits),
         pool_logits=over(logits, (0, None)),
         keep=jax.jit(keep, donate_argnums=0),
+        own_bias_update=over(own_update, (0, 0, 0, None)),
     )
+
+
+def _own_bias_update(config: Config, apply_fn) -> Callable:
+    """``(params, view, key, lr) -> [C]``: the last-layer bias change of the update it
+    uploads when it trains honestly (the clients' recipe, DP-SGD included)."""
+    fl = config.fl
+    client_update = federated.make_client_update(
+        apply_fn,
+        local_epochs=fl.local_epochs,
+        batch_size=fl.batch_size,
+        dp_clip=fl.dpsgd_clip,
+        dp_noise_multiplier=fl.dpsgd_noise_multiplier,
+    )
+
+    def update(params, view, key, learning_rate):
+        new, _ = client_update(params, view.own_x, view.own_y, view.own_count, key, learning_rate)
+        c = view.declared.shape[-1]
+        return label_recovery.last_layer_bias(new, c) - label_recovery.last_layer_bias(params, c)
+
+    return update
 
 
 def init_state(
@@ -200,6 +251,10 @@ def init_state(
         if plan.watches
         else None,
         last_update_norm=jnp.zeros(runs, jnp.float32),
+        recovery_signal=jnp.full((runs, t, view.declared.shape[-1]), jnp.nan, jnp.float32)
+        if plan.recovers_labels
+        else None,
+        selected=jnp.zeros((runs, t), bool) if plan.recovers_labels else None,
     )
 
 
@@ -269,6 +324,31 @@ def upload_inputs(
     return None
 
 
+def _label_signal(program, plan: Plan, state, params, t, selected, *, view, keys):
+    """Round t's ``M_t - M_{t-1}`` on the output bias minus its own share (label_recovery)."""
+    c = view.declared.shape[-1]
+    change = label_recovery.last_layer_bias(params, c) - label_recovery.last_layer_bias(
+        state.latest, c
+    )
+    selected = np.asarray(selected, bool)
+    if selected.any():
+        key = jax.vmap(round_key, (0, None))(keys.upload, t)  # its own upload's stream
+        lr = np.float32(plan.learning_rate_at(t))
+        own = program.own_bias_update(state.latest, view, key, lr)
+        change = change - jnp.asarray(selected)[:, None] * own / plan.clients_per_round
+    return state.replace(
+        recovery_signal=put_row(state.recovery_signal, t, change),
+        selected=put_row(state.selected, t, selected),
+    )
+
+
+def recover_labels(plan: Plan, state: AdversaryState) -> list[list[list[int]]] | None:
+    """Per run, the label sets it recovered from the rounds it saw (None: it was told)."""
+    if not plan.recovers_labels:
+        return None
+    return [label_recovery.recover(s) for s in np.asarray(state.recovery_signal)]
+
+
 def fired(plan: Plan, announced_accuracy, own_accuracy, t: int) -> np.ndarray:
     """[R] whether the trigger fires in round t (Sec. V-C: the announced accuracy)."""
     if plan.trigger == "accuracy":
@@ -290,10 +370,15 @@ def observe(
     keys: AdversaryKeys,
     pool_x: jax.Array | None = None,
     pool_y: jax.Array | None = None,
+    selected: np.ndarray | None = None,
 ) -> AdversaryState:
     """The adversary receives M_t in round t: it keeps M_t (and a snapshot if configured),
-    watches the targets' losses around its ascent rounds, fires its trigger, and takes its
-    generator steps against the frozen M_t."""
+    records the others' bias change (hidden declarations; `selected` [R]: whether it was
+    asked to train in round t, which a participant knows), watches the targets' losses
+    around its ascent rounds, fires its trigger, and takes its generator steps against
+    the frozen M_t."""
+    if plan.recovers_labels:
+        state = _label_signal(program, plan, state, params, t, selected, view=view, keys=keys)
     norm = jax.vmap(optax.tree.norm)(jax.tree.map(jnp.subtract, params, state.latest))
     state = state.replace(latest=params, last_update_norm=norm)
     state = _keep_snapshot(program, plan, state, params, t)

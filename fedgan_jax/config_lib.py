@@ -6,6 +6,7 @@ by the module that uses it, with the field checkers of `fedgan_jax.checks`:
 
     data        data.check_config           fl (roles)  partition.check_config
     fl          federated.check_config      model       models.check_config
+    fl (DP)     privacy.check_config
     eval        training.check_config       attack      attack.check_config
     gan         gan.check_config
 
@@ -36,6 +37,7 @@ from fedgan_jax import (
     models,
     partition,
     preflight,
+    privacy,
     training,
 )
 from fedgan_jax.engine import RUN_BATCHING
@@ -50,6 +52,7 @@ def validate(config, *, label_counts: Iterable[int] | None = None) -> None:
     preflight.check_seed("seed", config.seed)
     spec = data.check_config(config.data)
     federated.check_config(config.fl)
+    privacy.check_config(config.fl)
     _check_sweep(config.sweep)
     partition.check_config(config.fl, spec.num_classes, label_counts or ())
     models.check_config(config.model)

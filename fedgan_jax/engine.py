@@ -28,7 +28,13 @@ from fedgan_jax.types import Config
 
 # Fields of a run that change only its data and keys, never the compiled program: runs
 # that differ in nothing else share one batch and one compilation.
-DATA_FIELDS = ("seed", "fl.victim_num_labels")
+DATA_FIELDS = (
+    "seed",
+    "fl.victim_num_labels",
+    "fl.partition",
+    "fl.dirichlet_alpha",
+    "fl.holders_per_class",
+)
 _SHORT = {"seed": "seed", "fl.victim_num_labels": "k", "gan.mode": ""}
 
 
@@ -164,12 +170,18 @@ class Setup:
 
 
 def deal(config: Config, dataset: Dataset, run: RunSpec) -> tuple[np.ndarray, np.ndarray]:
-    """The run's declared label sets ``[N, C]`` and the owner of each training record."""
+    """The run's declared label sets ``[N, C]`` and the owner of each training record
+    (`partition.assign`, under ``fl.partition``)."""
     fl = config.fl
     k = run.get("fl.victim_num_labels", fl.victim_num_labels)
     roles = partition.Roles(fl.num_participants, fl.adversary, fl.victim, k)
-    declared = partition.deal_labels(dataset.num_classes, roles, run.get("seed", config.seed))
-    return declared, partition.owners(dataset.train_y, declared)
+    scheme = partition.Scheme(
+        run.get("fl.partition", fl.partition),
+        run.get("fl.dirichlet_alpha", fl.dirichlet_alpha),
+        run.get("fl.holders_per_class", fl.holders_per_class),
+    )
+    seed = run.get("seed", config.seed)
+    return partition.assign(dataset.train_y, dataset.num_classes, roles, scheme, seed)
 
 
 def deal_runs(config: Config, dataset: Dataset, runs: Sequence[RunSpec]) -> dict:
@@ -190,8 +202,10 @@ def prepare(
     """The padded client arrays of every run of `runs` (numpy), from their deals."""
     declared, owners, clients = [], [], []
     for run in runs:
-        d, _ = deals[run]
-        c, o = partition.partition(dataset.train_x, dataset.train_y, d, capacity=capacity)
+        d, owner = deals[run]
+        c, o = partition.partition(
+            dataset.train_x, dataset.train_y, d, capacity=capacity, owner=owner
+        )
         declared.append(d)
         owners.append(o)
         clients.append(c)
@@ -269,7 +283,11 @@ def build_server(
     (None: it trains honestly like every participant)."""
     fl = config.fl
     client_update = federated.make_client_update(
-        apply_fn_of(classifier), local_epochs=fl.local_epochs, batch_size=fl.batch_size
+        apply_fn_of(classifier),
+        local_epochs=fl.local_epochs,
+        batch_size=fl.batch_size,
+        dp_clip=fl.dpsgd_clip,
+        dp_noise_multiplier=fl.dpsgd_noise_multiplier,
     )
     round_fn = federated.make_round(
         client_update,

@@ -196,7 +196,11 @@ def _start(engine: Engine, config: Config, setup: Setup):
     clients = place_clients(setup.clients, engine.mesh)
     own = jax.tree.map(jnp.asarray, setup.clients)  # its own records, from the host arrays
     view = adversary_view(
-        own, setup.declared, adversary=config.fl.adversary, victim=config.fl.victim
+        own,
+        setup.declared,
+        adversary=config.fl.adversary,
+        victim=config.fl.victim,
+        knows_declarations=config.adversary.knows_declarations,
     )
     keys = run_keys(setup)
     state = initial_state(engine, config, setup, view, keys)

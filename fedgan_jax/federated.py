@@ -42,16 +42,29 @@ CLIENT_AXIS = "clients"
 WEIGHTINGS = ("examples", "uniform")
 
 
-def make_client_update(apply_fn: ApplyFn, *, local_epochs: int, batch_size: int) -> Callable:
+def make_client_update(
+    apply_fn: ApplyFn,
+    *,
+    local_epochs: int,
+    batch_size: int,
+    dp_clip: float = 0.0,
+    dp_noise_multiplier: float = 0.0,
+) -> Callable:
     """``client_update(params, x, y, count, key, learning_rate) -> (params, metrics)``.
 
     Paper Eq. 2. The learning rate is an argument (a traced scalar), so a schedule over
-    rounds never recompiles the round.
+    rounds never recompiles the round. ``dp_clip`` > 0: record-level DP-SGD steps
+    (`training.private_gradient`; accounted in `privacy.py`).
     """
 
     def client_update(params, x, y, count, key, learning_rate):
         train = training.make_trainer(
-            apply_fn, optax.sgd(learning_rate), epochs=local_epochs, batch_size=batch_size
+            apply_fn,
+            optax.sgd(learning_rate),
+            epochs=local_epochs,
+            batch_size=batch_size,
+            dp_clip=dp_clip,
+            dp_noise_multiplier=dp_noise_multiplier,
         )
         return train(params, x, y, count, key)
 

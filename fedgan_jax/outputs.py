@@ -13,8 +13,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from fedgan_jax import config_lib, gan, io, plots, protocols
-from fedgan_jax.engine import Setup
+from fedgan_jax import config_lib, gan, io, partition, plots, privacy, protocols
+from fedgan_jax.engine import Setup, clients_per_round
 from fedgan_jax.state import STREAMS, RunState
 from fedgan_jax.types import Config
 
@@ -93,6 +93,8 @@ def write_run(
         attacks["gan"] = None
     accuracy = {k: float(v[r]) for k, v in out["accuracy"].items()}
     result = _result(config, setup, r, history, gan_start, gan_missing, accuracy, attacks)
+    recovery = out.get("label_recovery")
+    result["label_recovery"] = None if recovery is None else recovery[r]
     result.update(extra)
     samples = None
     if dgen is not None:
@@ -130,6 +132,10 @@ def _result(config, setup, r, history, gan_start, gan_missing, accuracy, attacks
         "declared_labels": {str(p): np.flatnonzero(row).tolist() for p, row in enumerate(declared)},
         "victim_labels": np.flatnonzero(declared[fl.victim]).tolist(),
         "client_records": setup.clients.counts[r].tolist(),
+        "partition": partition_report(config, setup, r),
+        "privacy": privacy.report(
+            config, clients_per_round(config), int(setup.clients.counts[r][fl.victim])
+        ),
         "main_task_accuracy": history["accuracy"].tolist(),
         "final_main_task_accuracy": float(history["accuracy"][-1]),
         "gan_objective": gan.objective_name(config.gan.mode, dict(config.gan.loss)),
@@ -140,6 +146,22 @@ def _result(config, setup, r, history, gan_start, gan_missing, accuracy, attacks
         "oracle_model_accuracy": accuracy.get("oracle"),
         "attacks": attacks,
         "upload": upload_report(config, history["accuracy"], gan_start),
+    }
+
+
+def partition_report(config: Config, setup: Setup, r: int) -> dict[str, Any]:
+    """Run r's partition: the scheme, each participant's classes, records and records per
+    class (``[N][C]``)."""
+    fl, declared = config.fl, setup.declared[r]
+    table = partition.records_per_class(setup.owner[r], setup.dataset.train_y, declared.shape)
+    scheme = {"disjoint": {}, "dirichlet": {"alpha": fl.dirichlet_alpha}}
+    scheme["shared"] = {"holders_per_class": fl.holders_per_class}
+    return {
+        "scheme": fl.partition,
+        **scheme[fl.partition],
+        "classes": {str(p): np.flatnonzero(row).tolist() for p, row in enumerate(declared)},
+        "records": {str(p): int(n) for p, n in enumerate(table.sum(1))},
+        "records_per_class": table.tolist(),
     }
 
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedgan_jax import adversary as adv
-from fedgan_jax import federated, gan, models, uploads
+from fedgan_jax import federated, gan, label_recovery, models, uploads
 from fedgan_jax.data import Dataset
 from fedgan_jax.engine import (
     EvalProgram,
@@ -191,6 +191,7 @@ def server_round(
         accuracy=put_row(state.log.accuracy, t, evals["accuracy"]),
         loss=put_row(state.log.loss, t, evals["loss"]),
         client_loss=put_row(state.log.client_loss, t, metrics["loss"]),
+        clients=put_row(state.log.clients, t, metrics["client"]),
     )
     server = ServerState(params=params, round=jnp.asarray(t, jnp.int32))
     return state.replace(server=server, log=log)
@@ -226,6 +227,8 @@ def federate(
             )
         state = server_round(engine, config, setup, state, clients, keys, test, inputs)
         announced = np.asarray(state.log.accuracy[:, t - 1])  # what the server announces
+        # whether the server asked the adversary to train (it knows; nothing else of the log)
+        selected = (np.asarray(state.log.clients[:, t - 1]) == config.fl.adversary).any(-1)
         observed = adv.observe(
             engine.adversary,
             engine.plan,
@@ -237,6 +240,7 @@ def federate(
             keys=keys.adversary,
             pool_x=pool_x,
             pool_y=pool_y,
+            selected=selected,
         )
         state = state.replace(adversary=observed)
         if on_round is not None:
@@ -265,9 +269,12 @@ def attack_phase(
     engine: Engine, config: Config, setup: Setup, state: RunState, *, view, keys: Keys
 ) -> dict[str, Any]:
     """Every configured attack on the pool (train records, then test records), plus the
-    accuracy on the test split of each attack classifier. Host arrays, run axis first."""
+    accuracy on the test split of each attack classifier. Host arrays, run axis first.
+    With hidden declarations every attack (the oracle too) uses the victim label set the
+    adversary recovered (`recovered_view`)."""
     ds = setup.dataset
     pool_x, pool_y = candidate_pool(ds)
+    view, recovery = recovered_view(engine, config, setup, state, view)
     out = adv.attack_targets(
         engine.adversary,
         engine.plan,
@@ -279,7 +286,7 @@ def attack_phase(
     )
     attacks = config.attack.attacks
     if "oracle" in attacks:
-        victim_labels = setup.declared[:, config.fl.victim]
+        victim_labels = np.asarray(view.victim_labels)
         oracle = oracle_attack(engine, ds, keys.evaluation, victim_labels, pool_x)
         for field in ("logits", "scores", "decisions"):
             out[field]["oracle"] = oracle[field]
@@ -292,4 +299,22 @@ def attack_phase(
         if name not in attacks:  # global_model is always scored (its accuracy is reported)
             del out["scores"][name], out["decisions"][name]
     out["pool_y"] = np.asarray(pool_y)
+    out["label_recovery"] = recovery
     return out
+
+
+def recovered_view(engine: Engine, config: Config, setup: Setup, state: RunState, view):
+    """The view with the victim's recovered label set (the group matching it best, scored
+    by the experimenter against the truth: `label_recovery.score`), and the scores per run;
+    the view as is (and None) when the adversary was told the declarations."""
+    groups = adv.recover_labels(engine.plan, state.adversary)
+    if groups is None:
+        return view, None
+    fl = config.fl
+    scores = [
+        label_recovery.score(g, setup.declared[r], adversary=fl.adversary, victim=fl.victim)
+        for r, g in enumerate(groups)
+    ]
+    rows = np.stack([label_recovery.victim_row(s, setup.dataset.num_classes) for s in scores])
+    declared = jnp.asarray(view.declared).at[:, fl.victim].set(rows)
+    return view.replace(declared=declared), scores

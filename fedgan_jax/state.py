@@ -109,6 +109,10 @@ class AdversaryState:
     ascent_loss: jax.Array | None = None
     # [R] norm of the last global update it saw, ||M_t - M_{t-1}|| (sizes an ascent step)
     last_update_norm: jax.Array | None = None
+    # Hidden declarations: the others' output-bias change per round [R, T, C] and whether
+    # it was asked to train [R, T] (None when it is told the declarations)
+    recovery_signal: jax.Array | None = None
+    selected: jax.Array | None = None
 
 
 @struct.dataclass
@@ -116,6 +120,7 @@ class EvalLog:
     accuracy: jax.Array  # [R, T] main-task accuracy on the test split
     loss: jax.Array  # [R, T]
     client_loss: jax.Array  # [R, T, clients per round]
+    clients: jax.Array | None = None  # [R, T, clients per round]: who trained in round t
 
 
 @struct.dataclass
@@ -139,6 +144,7 @@ def eval_log(num_runs: int, rounds: int, clients_per_round: int) -> EvalLog:
         accuracy=jnp.zeros((num_runs, rounds), jnp.float32),
         loss=jnp.zeros((num_runs, rounds), jnp.float32),
         client_loss=jnp.zeros((num_runs, rounds, clients_per_round), jnp.float32),
+        clients=jnp.zeros((num_runs, rounds, clients_per_round), jnp.int32),
     )
 
 

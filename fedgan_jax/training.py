@@ -48,31 +48,38 @@ def make_trainer(
     *,
     epochs: int,
     batch_size: int,
+    dp_clip: float = 0.0,
+    dp_noise_multiplier: float = 0.0,
 ) -> Callable:
     """Returns ``train(params, x, y, count, key) -> (params, metrics)``, pure and jittable.
 
     metrics: ``loss`` (mean over the steps that saw data), ``steps`` (how many did) and
-    ``finite`` (every loss and the final params are finite).
+    ``finite`` (every loss and the final params are finite). ``dp_clip`` > 0 makes every
+    step a DP-SGD step (`private_gradient`), its noise from a stream of the epoch's key.
     """
 
     def loss_fn(params, xb, yb, mask):
         return masked_cross_entropy(apply_fn(params, xb), yb, mask)
 
     grad_fn = jax.value_and_grad(loss_fn)
+    private = dp_clip > 0
+    if private:
+        grad_fn = private_gradient(apply_fn, dp_clip, dp_noise_multiplier, batch_size)
 
     def train(params, x, y, count, key):
         capacity = x.shape[0]
         steps = -(-capacity // batch_size)
         opt_state = optimizer.init(params)
 
-        def step(carry, idx):
+        def step(carry, xs):
             params, opt_state = carry
+            idx, *noise_key = xs if private else (xs,)
             mask = idx < count
 
             def update(operand):
                 params, opt_state = operand
                 safe = jnp.minimum(idx, capacity - 1)
-                loss, grads = grad_fn(params, x[safe], y[safe], mask)
+                loss, grads = grad_fn(params, x[safe], y[safe], mask, *noise_key)
                 updates, opt_state = optimizer.update(grads, opt_state, params)
                 return (optax.apply_updates(params, updates), opt_state), loss
 
@@ -84,21 +91,61 @@ def make_trainer(
 
         def epoch(carry, epoch_key):
             order = epoch_permutation(epoch_key, count, capacity, steps * batch_size)
-            return lax.scan(step, carry, order.reshape(steps, batch_size))
+            batches = order.reshape(steps, batch_size)
+            if private:  # the noise: a stream of the epoch key the permutation never uses
+                batches = (batches, jax.random.split(jax.random.fold_in(epoch_key, 1), steps))
+            return lax.scan(step, carry, batches)
 
         (params, _), (losses, ran) = lax.scan(
             epoch, (params, opt_state), jax.random.split(key, epochs)
         )
-        ran = ran.astype(jnp.float32)
-        n_ran = ran.sum()
-        finite = jnp.all(jnp.isfinite(losses)) & all_finite(params)
-        return params, {
-            "loss": jnp.sum(losses * ran) / jnp.maximum(n_ran, 1.0),
-            "steps": n_ran,
-            "finite": finite,
-        }
+        return params, _train_metrics(params, losses, ran)
 
     return train
+
+
+def _train_metrics(params, losses: jax.Array, ran: jax.Array) -> dict[str, jax.Array]:
+    ran = ran.astype(jnp.float32)
+    n_ran = ran.sum()
+    finite = jnp.all(jnp.isfinite(losses)) & all_finite(params)
+    return {
+        "loss": jnp.sum(losses * ran) / jnp.maximum(n_ran, 1.0),
+        "steps": n_ran,
+        "finite": finite,
+    }
+
+
+def private_gradient(
+    apply_fn: ApplyFn, clip: float, noise_multiplier: float, batch_size: int
+) -> Callable:
+    """DP-SGD's gradient (Abadi et al., CCS 2016): ``grad(params, xb, yb, mask, key) ->
+    (loss, g)`` with ``g = (sum_i clip_C(g_i) + N(0, (sigma C)^2 I)) / B``.
+
+    Per-example gradients ``g_i`` come from ``vmap`` of the single-record loss's gradient;
+    each is scaled to L2 norm <= C, padding records (mask false) count 0, and the divisor
+    is the fixed batch size B, so one record moves the step by at most C / B before noise.
+    """
+
+    def record_loss(params, x1, y1):
+        return masked_cross_entropy(apply_fn(params, x1[None]), y1[None], jnp.ones((1,), bool))
+
+    per_record = jax.vmap(jax.value_and_grad(record_loss), (None, 0, 0))
+
+    def grad(params, xb, yb, mask, key):
+        losses, grads = per_record(params, xb, yb)
+        norms = jax.vmap(optax.tree.norm)(grads)
+        scale = jnp.where(mask, jnp.minimum(1.0, clip / jnp.maximum(norms, 1e-12)), 0.0)
+        leaves, treedef = jax.tree.flatten(grads)
+        keys = jax.random.split(key, len(leaves))
+        noisy = [
+            jnp.tensordot(scale, g, axes=1)
+            + noise_multiplier * clip * jax.random.normal(k, g.shape[1:], g.dtype)
+            for g, k in zip(leaves, keys, strict=True)
+        ]
+        loss = jnp.sum(losses * mask) / jnp.maximum(mask.sum(), 1)
+        return loss, jax.tree.unflatten(treedef, [g / batch_size for g in noisy])
+
+    return grad
 
 
 def all_finite(tree) -> jax.Array:

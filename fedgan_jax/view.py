@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from fedgan_jax.partition import ClientData
@@ -40,10 +41,23 @@ class AdversaryView:
 
 
 def adversary_view(
-    clients: ClientData, declared: jax.Array, *, adversary: int, victim: int
+    clients: ClientData,
+    declared: jax.Array,
+    *,
+    adversary: int,
+    victim: int,
+    knows_declarations: bool = True,
 ) -> AdversaryView:
-    """Cuts the adversary's knowledge out of the federation's ``[R, N, ...]`` arrays."""
+    """Cuts the adversary's knowledge out of the federation's ``[R, N, ...]`` arrays.
+
+    Hidden declarations (`knows_declarations` False): it knows its own classes (those of
+    its records) and nothing of the others', so their rows hold every class (the
+    generator rebuilds all of them); the victim's row is replaced by the set it recovers
+    (`label_recovery`) before the attacks.
+    """
     runs = clients.counts.shape[0]
+    if not knows_declarations:
+        declared = hidden_declarations(clients, np.asarray(declared).shape, adversary)
     return AdversaryView(
         own_x=clients.x[:, adversary],
         own_y=clients.y[:, adversary],
@@ -52,3 +66,12 @@ def adversary_view(
         victim=jnp.full((runs,), victim, jnp.int32),
         adversary=jnp.full((runs,), adversary, jnp.int32),
     )
+
+
+def hidden_declarations(clients: ClientData, shape, adversary: int) -> np.ndarray:
+    """``[R, N, C]``: the adversary's own classes in its row, every class in the others'."""
+    declared = np.ones(shape, bool)
+    y, counts = np.asarray(clients.y[:, adversary]), np.asarray(clients.counts[:, adversary])
+    for r in range(shape[0]):
+        declared[r, adversary] = np.isin(np.arange(shape[-1]), y[r, : counts[r]])
+    return declared

@@ -237,6 +237,53 @@ MUTATIONS = [
         "slot = t // every - 1",
         "slot = 0",
         ("tests/test_adversary.py::test_observe_keeps_the_latest_model_and_every_kth_snapshot",),
+    ),  # --- issue 14: partitions, DP accounting and DP-SGD, label recovery
+    Mutation(
+        "dpsgd_no_clip",
+        "fedgan_jax.training",
+        "scale = jnp.where(mask, jnp.minimum(1.0, clip / jnp.maximum(norms, 1e-12)), 0.0)",
+        "scale = jnp.where(mask, 1.0, 0.0)",
+        ("tests/test_privacy.py::test_per_example_clipping_bounds_each_records_contribution",),
+    ),
+    Mutation(
+        "dp_sensitivity_c_not_2c",
+        "fedgan_jax.privacy",
+        "gaussian = dp_accounting.GaussianDpEvent(noise_multiplier / 2)",
+        "gaussian = dp_accounting.GaussianDpEvent(noise_multiplier)",
+        ("tests/test_privacy.py::test_user_level_everyone_trains_is_composed_gaussians",),
+    ),
+    Mutation(
+        "dirichlet_ignores_alpha",
+        "fedgan_jax.partition",
+        "q = rng.dirichlet(np.full(num_participants, alpha))",
+        "q = rng.dirichlet(np.full(num_participants, 1.0))",
+        ("tests/test_partition.py::test_dirichlet_shares_have_the_dirichlet_variance",),
+    ),
+    Mutation(
+        "shared_victim_extra_holder",
+        "fedgan_jax.partition",
+        "for _ in range(holders - mine):",
+        "for _ in range(holders):",
+        (
+            "tests/test_partition.py::test_shared_every_class_has_its_holders_and_the_victim_keeps_its_k",
+        ),
+    ),
+    Mutation(
+        "recovery_sign_flipped",
+        "fedgan_jax.label_recovery",
+        "return np.nan_to_num(np.asarray(signal, np.float64), nan=0.0) > 0",
+        "return np.nan_to_num(np.asarray(signal, np.float64), nan=0.0) < 0",
+        ("tests/test_label_recovery.py::test_recovers_the_partition_exactly_from_a_clear_signal",),
+    ),
+    Mutation(
+        "own_update_not_removed",
+        "fedgan_jax.adversary",
+        "change = change - jnp.asarray(selected)[:, None] * own / plan.clients_per_round",
+        "change = change + 0 * own",
+        (
+            "tests/test_threat_model.py::"
+            "test_hidden_declarations_recover_labels_from_what_the_adversary_has",
+        ),
     ),
 ]
 

@@ -52,6 +52,7 @@ ALLOWED = {
     "cls",
     "attacks",  # check_config: the configured attack names
     "num_candidates",  # init_state: how many candidate records it watches
+    "selected",  # observe: whether the server asked it to train this round (it knows)
 }
 
 
@@ -89,10 +90,15 @@ def _perturb(clients: ClientData, participants, seed: int) -> ClientData:
 
 
 def _replay(engine, config, setup, recorded, clients, keys):
-    """The adversary alone, over the recorded global models and announcements."""
+    """The adversary alone, over the recorded global models, announcements and the rounds
+    it was asked to train in."""
     fl = config.fl
     view = adv.adversary_view(
-        place_clients(clients, None), setup.declared, adversary=fl.adversary, victim=fl.victim
+        place_clients(clients, None),
+        setup.declared,
+        adversary=fl.adversary,
+        victim=fl.victim,
+        knows_declarations=config.adversary.knows_declarations,
     )
     params = recorded.server.params
     state = adv.init_state(
@@ -107,8 +113,17 @@ def _replay(engine, config, setup, recorded, clients, keys):
     for t in range(1, fl.rounds + 1):
         m_t = jax.tree.map(lambda a, i=t - 1: a[:, i], snaps.params)
         announced = np.asarray(recorded.log.accuracy[:, t - 1])
+        selected = recorded.adversary.selected
         state = adv.observe(
-            engine.adversary, engine.plan, state, m_t, announced, t, view=view, keys=keys.adversary
+            engine.adversary,
+            engine.plan,
+            state,
+            m_t,
+            announced,
+            t,
+            view=view,
+            keys=keys.adversary,
+            selected=None if selected is None else np.asarray(selected[:, t - 1]),
         )
     return state, _attacks(engine, setup, state, view, keys)
 
@@ -135,12 +150,7 @@ def _assert_same(a, b):
         np.testing.assert_array_equal(a["decisions"][name], b["decisions"][name])
 
 
-@pytest.mark.parametrize("mode", gan.MODES)
-def test_other_participants_records_change_nothing_the_adversary_computes(tiny, mode):
-    config = tiny
-    config.gan.mode = mode
-    config.adversary.snapshot_every = 1  # record every global model for the replay
-    config.attack.attacks = ("gan", "global_model", "loss_threshold")  # the adversary's
+def _federate(config):
     dataset = load_data(config)
     run = run_of(config)
     engine = build_engine(config, dataset, 1)
@@ -149,12 +159,29 @@ def test_other_participants_records_change_nothing_the_adversary_computes(tiny, 
     keys = run_keys(setup)
     clients = place_clients(setup.clients, None)
     fl = config.fl
-    view = adv.adversary_view(clients, setup.declared, adversary=fl.adversary, victim=fl.victim)
+    view = adv.adversary_view(
+        clients,
+        setup.declared,
+        adversary=fl.adversary,
+        victim=fl.victim,
+        knows_declarations=config.adversary.knows_declarations,
+    )
     state = initial_state(engine, config, setup, view, keys)
     test = (jnp.asarray(dataset.test_x), jnp.asarray(dataset.test_y))
     recorded = federate(
         engine, config, setup, state, clients=clients, view=view, keys=keys, test=test
     )
+    return engine, setup, keys, view, recorded
+
+
+@pytest.mark.parametrize("mode", gan.MODES)
+def test_other_participants_records_change_nothing_the_adversary_computes(tiny, mode):
+    config = tiny
+    config.gan.mode = mode
+    config.adversary.snapshot_every = 1  # record every global model for the replay
+    config.attack.attacks = ("gan", "global_model", "loss_threshold")  # the adversary's
+    fl = config.fl
+    engine, setup, keys, view, recorded = _federate(config)
     original = _attacks(engine, setup, recorded.adversary, view, keys)
 
     others = [p for p in range(fl.num_participants) if p != fl.adversary]
@@ -177,4 +204,31 @@ def test_other_participants_records_change_nothing_the_adversary_computes(tiny, 
     )
     if mode == "prior":  # the real-data prior trains on the adversary's own records
         assert not np.array_equal(own_noise["dgen"].x, original["dgen"].x)
+    jax.clear_caches()
+
+
+def test_hidden_declarations_recover_labels_from_what_the_adversary_has(tiny):
+    """Label recovery (hidden declarations) reads the global models, its own records and
+    whether it trained: the others' records change nothing it records, its own do."""
+    config = tiny
+    config.fl.rounds, config.fl.client_fraction = 6, 0.6
+    config.adversary.snapshot_every = 1
+    config.adversary.knows_declarations = False
+    config.attack.attacks = ("global_model",)
+    fl = config.fl
+    engine, setup, keys, view, recorded = _federate(config)
+    np.testing.assert_array_equal(np.asarray(view.declared)[:, fl.victim], True)  # told nothing
+    selected = np.asarray(recorded.adversary.selected)
+    assert selected.any() and not selected.all()  # it trained in some rounds only
+    others = [p for p in range(fl.num_participants) if p != fl.adversary]
+    replayed, _ = _replay(engine, config, setup, recorded, setup.clients, keys)
+    noised, _ = _replay(engine, config, setup, recorded, _perturb(setup.clients, others, 1), keys)
+    assert np.isfinite(replayed.recovery_signal).all()
+    np.testing.assert_array_equal(noised.recovery_signal, replayed.recovery_signal)
+    assert adv.recover_labels(engine.plan, noised) == adv.recover_labels(engine.plan, replayed)
+    # Control: its own records feed its own update, which it removes from the change.
+    own, _ = _replay(
+        engine, config, setup, recorded, _perturb(setup.clients, [fl.adversary], 2), keys
+    )
+    assert not np.array_equal(own.recovery_signal, replayed.recovery_signal)
     jax.clear_caches()
