@@ -305,13 +305,17 @@ def build_server(
     def init(key):
         return models.init_params(classifier, key, jnp.zeros((1, *image_shape)))
 
+    spans = mesh is not None and distributed.multiprocess()
+
     def fl_round(params, clients, fl_key, t, learning_rate, adversary_inputs):
+        if spans:  # `place_clients` padded the client axis to the mesh: not participants
+            clients = jax.tree.map(lambda a: a[: fl.num_participants], clients)
         key = round_key(fl_key, t)
         return round_fn(params, clients, key, learning_rate, adversary_inputs)
 
     batching = resolve_run_batching(config.sweep.run_batching)
     fl_round = over_runs(fl_round, num_runs, (0, 0, 0, None, None, 0), batching)
-    if mesh is not None and distributed.multiprocess():  # one SPMD program over all hosts
+    if spans:  # one SPMD program over every process's devices
         fl_round = distributed.spanning(fl_round, mesh, global_args=(1,))
     return ServerProgram(init=over_runs(init, num_runs, batching=batching), round=fl_round)
 

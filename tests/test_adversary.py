@@ -27,7 +27,7 @@ def setting():
     clf = models.classifier("mnist")
 
     class _DS:
-        name = "mnist"
+        image_shape, num_classes = (28, 28, 1), 10
 
     program = adv.build_program(config, clf, (28, 28, 1), RUNS, gan_trainer(config, _DS, clf))
     rng = np.random.default_rng(0)
