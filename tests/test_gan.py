@@ -260,16 +260,8 @@ def test_realism_discriminator_learns_then_generator_fools_it(trained):
 @pytest.mark.parametrize("mode", gan.MODES)
 def test_every_mode_makes_f_assign_the_target_class(trained, mode):
     clf, params, view = trained
-    trainer = gan.make_gan_trainer(
-        image_shape=(28, 28, 1),
-        num_classes=10,
-        classifier=clf,
-        mode=mode,
-        channels=8,
-        batch_per_class=2,
-        steps_per_round=STEPS,
-        learning_rate=LR,
-        samples_per_class=2,
+    trainer = _trainer(
+        clf, mode, channels=8, steps_per_round=STEPS, learning_rate=LR, samples_per_class=2
     )
     s0 = trainer.init(jax.random.key(SEED + 2), view)
     s1, metrics = jax.jit(trainer.update)(s0, params, view, jax.random.key(SEED + 3))
