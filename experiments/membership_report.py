@@ -6,7 +6,8 @@ The strict protocol's non-members are the other participants' records *and* held
 records of the victim's classes; a label rule already ranks the former low. This table
 keeps only the latter (needs both protocols): the victim's records against
 unseen records of its own classes, where only membership can tell them apart. Per
-setting (every axis but the seed): AUC, TPR at 1% and 0.1% FPR, mean ± std over seeds.
+setting (every axis but the seed): AUC, TPR at 1% and 0.1% FPR, mean ± the half-width of
+the 95% t-interval over seeds (`fedgan_jax.intervals`).
 """
 
 import glob
@@ -18,7 +19,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fedgan_jax import metrics  # noqa: E402
+from fedgan_jax import intervals, metrics  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the sweep.")
 flags.mark_flags_as_required(["workdir"])
@@ -55,11 +56,14 @@ def main(argv):
     for setting, runs in groups.items():
         for attack in runs[0]:
             v = np.array([r[attack] for r in runs if attack in r])
-            cells = [
-                f"{m:.3f}" + (f" ± {s:.3f}" if len(v) > 1 else "")
-                for m, s in zip(v.mean(0), v.std(0, ddof=min(1, len(v) - 1)), strict=True)
-            ]
+            cells = [_cell(*intervals.mean_std_ci95(column)) for column in v.T]
             print(f"| {setting} | {attack} | {len(v)} | " + " | ".join(cells) + " |")
+    print(f"\n{intervals.NOTE}")
+
+
+def _cell(mean: float, std: float | None, half: float | None) -> str:
+    del std  # the table shows the interval; one seed has neither
+    return f"{mean:.3f}" + (f" ± {half:.3f}" if half is not None else "")
 
 
 if __name__ == "__main__":

@@ -6,9 +6,10 @@ Reads every ``runs/*/results.json`` of the sweep and groups the runs by setting 
 name without its seed). Left: main-task accuracy against ``privacy.epsilon``; right: each
 attack's TPR at 1% FPR against epsilon, with the (epsilon, delta)-DP bound on any
 membership test, TPR <= e^epsilon x FPR + delta at FPR = 1% (Kairouz et al. 2015).
-Runs without a finite epsilon (no noise) sit at the right edge, marked "none". Mean and
-standard deviation over seeds; writes ``privacy_utility_attack.png`` and
-``privacy_utility_attack.csv`` into the workdir.
+Runs without a finite epsilon (no noise) sit at the right edge, marked "none". Points are
+means over seeds, error bars the 95% t-interval half-width (`fedgan_jax.intervals`; none
+for one seed); writes ``privacy_utility_attack.png`` and ``privacy_utility_attack.csv``
+(each value as [mean, std, 95% half-width]) into the workdir.
 """
 
 import glob
@@ -23,6 +24,7 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from fedgan_jax import io  # noqa: E402
+from fedgan_jax.intervals import mean_std_ci95  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the sweep.")
 _PROTOCOL = flags.DEFINE_string("protocol", "paper", "paper | strict")
@@ -32,7 +34,7 @@ FPR = 0.01
 
 def settings(workdir: str, protocol: str) -> list[dict]:
     """One row per setting: epsilon, delta, accuracy and each attack's TPR@1%FPR, as
-    (mean, std) over its seeds."""
+    (mean, std, 95% t half-width) over its seeds (std and half-width None for one)."""
     groups: dict[str, list[dict]] = {}
     for path in sorted(glob.glob(os.path.join(workdir, "runs", "*", "results.json"))):
         name = re.sub(r"_?seed\d+", "", os.path.basename(os.path.dirname(path)))
@@ -45,7 +47,7 @@ def settings(workdir: str, protocol: str) -> list[dict]:
             "seeds": len(results),
             "epsilon": None if None in eps else float(np.mean(eps)),
             "delta": results[0]["privacy"]["delta"],
-            "accuracy": _mean_std([r["final_main_task_accuracy"] for r in results]),
+            "accuracy": mean_std_ci95(r["final_main_task_accuracy"] for r in results),
         }
         for attack in results[0]["attacks"]:
             values = [
@@ -54,13 +56,9 @@ def settings(workdir: str, protocol: str) -> list[dict]:
                 if r["attacks"].get(attack)
             ]
             if values:
-                row[attack] = _mean_std(values)
+                row[attack] = mean_std_ci95(values)
         rows.append(row)
     return sorted(rows, key=lambda r: (r["epsilon"] is None, r["epsilon"] or 0.0))
-
-
-def _mean_std(values) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values))
 
 
 def plot(rows: list[dict], path: str) -> None:
@@ -73,13 +71,13 @@ def plot(rows: list[dict], path: str) -> None:
     edge = 2 * max(finite) if finite else 1.0
     x = np.array([edge if r["epsilon"] is None else r["epsilon"] for r in rows])
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    acc = np.array([r["accuracy"] for r in rows])
-    left.errorbar(x, acc[:, 0], acc[:, 1], marker="o")
-    left.set(xlabel="epsilon", ylabel="main-task accuracy", xscale="log")
+    acc = np.array([r["accuracy"] for r in rows], float)  # None (one seed): no error bar
+    left.errorbar(x, acc[:, 0], acc[:, 2], marker="o")
+    left.set(xlabel="epsilon", ylabel="main-task accuracy (95% t-interval)", xscale="log")
     attacks = [k for k in rows[0] if k not in ("setting", "seeds", "epsilon", "delta", "accuracy")]
     for attack in attacks:
-        v = np.array([r.get(attack, (np.nan, np.nan)) for r in rows])
-        right.errorbar(x, v[:, 0], v[:, 1], marker="o", label=attack)
+        v = np.array([r.get(attack, (np.nan,) * 3) for r in rows], float)
+        right.errorbar(x, v[:, 0], v[:, 2], marker="o", label=attack)
     grid = np.geomspace(min(x) / 2, edge, 200)
     right.plot(
         grid, np.minimum(1.0, np.exp(grid) * FPR + rows[0]["delta"]), "k--", label="DP bound"

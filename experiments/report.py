@@ -3,6 +3,7 @@
     python experiments/report.py --workdir=runs/demo
     python experiments/report.py --benchmark=runs/benchmark.json \
         [--torch=runs/torch_baseline.jsonl]
+    python experiments/report.py --sweep=results/membership_h200
 
 For a run (results.json): the accuracies (main task, global model, attack classifier,
 oracle) and every attack x protocol with TP/FN/FP/TN, the paper's accuracy (TPR), FPR,
@@ -12,6 +13,11 @@ For a benchmark (the JSON of `experiments/benchmark.py`, optionally with the JSO
 `experiments/torch_baseline.py`): samples per second, compile seconds and fraction of the
 sgemm peak per mode and client count, the ratios the README discusses, the layer profile,
 generator and attack-classifier speed.
+
+For a sweep's folder (`--sweep`): rewrites its summary.md, and adds the ``_ci95`` columns
+its CSVs lack, from summary.csv / accuracy.csv / upload_cost.csv alone (no runs needed;
+`fedgan_jax.sweep_report.rerender`), then prints it. experiments/sweep.py writes the same
+files after its runs.
 
 The tables themselves are `experiments/render.py`, which the run launchers share.
 """
@@ -29,6 +35,9 @@ from experiments.render import benchmark_tables, run_tables  # noqa: E402
 _WORKDIR = flags.DEFINE_string("workdir", None, "A run's workdir (holds results.json).")
 _BENCHMARK = flags.DEFINE_string("benchmark", None, "A benchmark JSON (benchmark.py --json).")
 _TORCH = flags.DEFINE_string("torch", None, "JSON lines of experiments/torch_baseline.py.")
+_SWEEP = flags.DEFINE_string(
+    "sweep", None, "A finished sweep's folder: rewrite its summary.md from its CSVs."
+)
 
 
 def main(argv):
@@ -37,8 +46,17 @@ def main(argv):
 
     from fedgan_jax import io
 
-    if not (_WORKDIR.value or _BENCHMARK.value):
-        launch.usage_error("give --workdir (a run) or --benchmark (a benchmark JSON)")
+    if not (_WORKDIR.value or _BENCHMARK.value or _SWEEP.value):
+        launch.usage_error(
+            "give --workdir (a run), --sweep (a sweep's folder) or --benchmark (a benchmark JSON)"
+        )
+    if _SWEEP.value:
+        from fedgan_jax.sweep_report import rerender
+
+        if not os.path.isfile(os.path.join(_SWEEP.value, "summary.csv")):
+            launch.usage_error(f"{_SWEEP.value}: no summary.csv in it (not a finished sweep)")
+        rerender(_SWEEP.value)
+        print(open(os.path.join(_SWEEP.value, "summary.md")).read())
     if _WORKDIR.value:
         print(run_tables(io.read_json(results_path(_WORKDIR.value))))
     if _BENCHMARK.value:

@@ -4,7 +4,8 @@
 * `reconstructions`: generated samples per class at several rounds beside real ones (Fig. 4).
 * `roc_curves`: every attack, linear and log-log axes, per protocol (Figs. 7-8).
 * `tp_fn_bars`: TP / FN (and FP) per attack, per protocol (Fig. 6).
-* Sweeps: `tp_fn_by_k` (Fig. 6 over k) and `roc_by_k` (Figs. 7-8 over k).
+* Sweeps: `tp_fn_by_k` (Fig. 6 over k, means over seeds with 95% t-interval error bars)
+  and `roc_by_k` (Figs. 7-8 over k, seeds pooled into one curve).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fedgan_jax import io, metrics  # noqa: E402
+from fedgan_jax import intervals, io, metrics  # noqa: E402
 from fedgan_jax.data import denormalize  # noqa: E402
 
 ATTACK_STYLE = {
@@ -150,7 +151,8 @@ def tp_fn_by_k(
     results: Mapping[str, Mapping[str, Mapping[int, Sequence[Mapping]]]],
     title="Inference outcomes by victim label count k (paper Fig. 6)",
 ) -> None:
-    """`results[attack][protocol][k]` = per-seed metric dicts; mean bars, std error bars."""
+    """`results[attack][protocol][k]` = per-seed metric dicts; bars: the mean over seeds,
+    error bars: its 95% t-interval half-width (`fedgan_jax.intervals`; none for one seed)."""
     attacks = list(results)
     protocols = list(next(iter(results.values())))
     fig, axes = plt.subplots(
@@ -168,12 +170,14 @@ def tp_fn_by_k(
             for i, (key, color) in enumerate(
                 (("tp", "tab:green"), ("fn", "tab:orange"), ("fp", "tab:red"))
             ):
-                values = [np.array([m[key] for m in per_k[k]], float) for k in ks]
+                means, _, half = zip(
+                    *(intervals.mean_std_ci95(m[key] for m in per_k[k]) for k in ks), strict=True
+                )
                 ax.bar(
                     x + (i - 1) * width,
-                    [v.mean() for v in values],
+                    means,
                     width,
-                    yerr=[v.std() for v in values],
+                    yerr=[np.nan if h is None else h for h in half],
                     color=color,
                     label=key.upper(),
                     capsize=2,
@@ -181,7 +185,7 @@ def tp_fn_by_k(
             ax.set_xticks(x, [f"k={k}" for k in ks])
             ax.set_title(f"{_style(attack)['label']}, {protocol}", fontsize=9)
             ax.grid(axis="y", alpha=0.3)
-        row[0].set_ylabel("records (mean over seeds)")
+        row[0].set_ylabel("records (mean, 95% t-interval)")
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()

@@ -15,8 +15,9 @@ every other axis value gets its own. Every run is padded to the sweep's largest 
 
 Each run writes ``runs/<name>/`` (results.json, membership.npz, figures). A run whose
 results.json exists for the same config is not redone; an interrupted one resumes from its
-checkpoint. Then ``summary.csv`` / ``summary.md`` (every setting x attack x protocol, mean
-and standard deviation over seeds), ``accuracy.csv`` and the figures (`sweep_report.py`).
+checkpoint. Then ``summary.csv`` / ``summary.md`` (every setting x attack x protocol: mean,
+standard deviation and 95% t-interval half-width over seeds), ``accuracy.csv`` and the
+figures (`sweep_report.py`).
 """
 
 from __future__ import annotations

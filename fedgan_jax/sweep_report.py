@@ -1,21 +1,24 @@
 """A finished sweep's summary: tables over seeds and figures, for any set of axes.
 
 Rows group the runs by their *setting* (every axis value but the seed): every setting x
-attack x protocol with the mean and standard deviation over seeds (``summary.csv``,
-``summary.md``), and every setting's accuracies (``accuracy.csv``). Figures: TP/FN and ROC
+attack x protocol with, per metric, the mean, standard deviation and 95% t-interval
+half-width over seeds (``<metric>_mean``, ``_std``, ``_ci95`` in ``summary.csv``;
+mean ± half-width in ``summary.md``, see `fedgan_jax.intervals`), and every setting's
+accuracies (``accuracy.csv``). `rerender` rewrites them from the CSVs alone. Figures: TP/FN and ROC
 by k for each setting of the other axes, D_gen per generator mode when ``gan.mode`` is an
 axis, and the main-task accuracy of every run.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from fedgan_jax import io, plots
+from fedgan_jax import intervals, io, plots
 from fedgan_jax.engine import RunSpec
 from fedgan_jax.outputs import per_class_grid
 
@@ -51,9 +54,13 @@ def columns(run: RunSpec) -> dict[str, Any]:
     return {COLUMN.get(f, f): v for f, v in setting(run)}
 
 
-def _mean_std(values) -> tuple[float | None, float | None]:
-    v = np.array([x for x in values if x is not None], np.float64)
-    return (v.mean() if len(v) else None), (v.std(ddof=1) if len(v) > 1 else None)
+STATS = ("_mean", "_std", "_ci95")  # the columns of one metric over seeds
+
+
+def _put(row: dict, name: str, values) -> None:
+    """row[name_mean], row[name_std], row[name_ci95] over the values that are not None."""
+    for suffix, value in zip(STATS, intervals.mean_std_ci95(values), strict=True):
+        row[name + suffix] = value
 
 
 def _groups(runs: Sequence[RunSpec]) -> dict[tuple, list[RunSpec]]:
@@ -80,9 +87,7 @@ def _attack_rows(config, groups, results) -> list[dict]:
                     "seeds": len(per_seed),
                 }
                 for name in SUMMARY_METRICS:
-                    row[f"{name}_mean"], row[f"{name}_std"] = _mean_std(
-                        m.get(name) for m in per_seed
-                    )
+                    _put(row, name, (m.get(name) for m in per_seed))
                 rows.append(row)
     return rows
 
@@ -94,12 +99,10 @@ def _accuracy_rows(groups, results) -> list[dict]:
         objectives = sorted({m.get("gan_objective") or "?" for m in found})
         row = {**columns(mine[0]), "gan_objective": "/".join(objectives), "seeds": len(found)}
         for key in ACCURACY_FIELDS:
-            row[f"{key}_mean"], row[f"{key}_std"] = _mean_std(m.get(key) for m in found)
+            _put(row, key, (m.get(key) for m in found))
         d_gen = [m.get("d_gen") or {} for m in found]
-        row["d_gen_diversity_mean"], row["d_gen_diversity_std"] = _mean_std(
-            d.get("diversity") for d in d_gen
-        )
-        row["real_diversity"] = _mean_std(d.get("real_diversity") for d in d_gen)[0]
+        _put(row, "d_gen_diversity", (d.get("diversity") for d in d_gen))
+        row["real_diversity"] = intervals.mean_std_ci95(d.get("real_diversity") for d in d_gen)[0]
         rows.append(row)
     return rows
 
@@ -113,22 +116,61 @@ def summarize(
 ) -> dict[str, Any]:
     """Writes summary.csv / summary.md / accuracy.csv and the figures; returns the rows."""
     groups = _groups(runs)
-    rows, accuracy_rows = _attack_rows(config, groups, results), _accuracy_rows(groups, results)
-    cost_rows = upload_cost_rows(groups, results)
-    tables = (
-        ("summary.csv", rows),
-        ("accuracy.csv", accuracy_rows),
-        ("upload_cost.csv", cost_rows),
-    )
-    for name, table in tables:
-        if table:
-            io.write_csv(
-                os.path.join(workdir, name), list(table[0]), [list(r.values()) for r in table]
-            )
-    text = markdown(rows, accuracy_rows) + (upload_markdown(cost_rows) if cost_rows else "")
-    io.write_text(os.path.join(workdir, "summary.md"), text)
+    tables = {
+        "rows": _attack_rows(config, groups, results),
+        "accuracy": _accuracy_rows(groups, results),
+        "upload_cost": upload_cost_rows(groups, results),
+    }
+    _write_tables(workdir, tables)
     _figures(config, workdir, runs, results, run_dir)
-    return {"rows": rows, "accuracy": accuracy_rows, "upload_cost": cost_rows}
+    return tables
+
+
+CSV = {"rows": "summary.csv", "accuracy": "accuracy.csv", "upload_cost": "upload_cost.csv"}
+
+
+def _write_tables(workdir: str, tables: dict[str, list[dict]]) -> None:
+    """Each non-empty table as its CSV, and all of them as summary.md."""
+    for key, table in tables.items():
+        if table:
+            path = os.path.join(workdir, CSV[key])
+            io.write_csv(path, list(table[0]), [list(r.values()) for r in table])
+    cost = tables["upload_cost"]
+    text = markdown(tables["rows"], tables["accuracy"]) + (upload_markdown(cost) if cost else "")
+    io.write_text(os.path.join(workdir, "summary.md"), text)
+
+
+def rerender(workdir: str) -> dict[str, list[dict]]:
+    """Rewrites a finished sweep's summary.md, and its CSVs with ``_ci95`` columns, from
+    summary.csv, accuracy.csv and upload_cost.csv alone (whichever it kept; no runs).
+
+    A missing ``<metric>_ci95`` is computed from ``<metric>_std`` and the ``seeds``
+    column, so it assumes every seed gave that metric (true of the attack rows, whose
+    ``seeds`` counts the runs the attack ran in). Present ``_ci95`` columns are kept."""
+    tables = {key: [] for key in CSV}
+    for key, name in CSV.items():
+        path = os.path.join(workdir, name)
+        if os.path.isfile(path):
+            with open(path, newline="") as f:
+                tables[key] = [_with_ci95(r) for r in csv.DictReader(f)]
+    if not tables["rows"]:
+        raise FileNotFoundError(f"{os.path.join(workdir, CSV['rows'])}: no summary rows")
+    _write_tables(workdir, tables)
+    return tables
+
+
+def _with_ci95(raw: dict[str, str]) -> dict[str, Any]:
+    """A CSV row with numbers parsed and ``_ci95`` inserted after each ``_std``."""
+    row: dict[str, Any] = {}
+    for key, value in raw.items():
+        numeric = key.endswith(STATS) or key == "real_diversity"
+        row[key] = (float(value) if value != "" else None) if numeric else value
+        if key == "seeds":
+            row[key] = int(value)
+        name = key.removesuffix("_std")
+        if key.endswith("_std") and f"{name}_ci95" not in raw:
+            row[f"{name}_ci95"] = intervals.ci95_half_width(row[key], int(raw["seeds"]))
+    return row
 
 
 UPLOAD = "adversary.upload"
@@ -142,7 +184,8 @@ def _honest_twin(run: RunSpec) -> RunSpec:
 def upload_cost_rows(groups: dict, results: dict) -> list[dict]:
     """Per malicious-upload setting: main-task accuracy in the round of its (first)
     malicious upload, the round after and at the end, and each minus the honest run of
-    the same seed and other axes (mean and std over seeds). Empty without the axis."""
+    the same seed and other axes (mean, std and 95% t half-width over seeds). Empty
+    without the axis."""
     rows = []
     for mine in groups.values():
         if mine[0].get(UPLOAD) in (None, "honest"):
@@ -157,8 +200,8 @@ def upload_cost_rows(groups: dict, results: dict) -> list[dict]:
                     twin_v = _accuracy_in(twin, results[r]["upload"], field)
                 values.append(mine_v)
                 deltas.append(None if mine_v is None or twin_v is None else mine_v - twin_v)
-            row[f"{field}_mean"], row[f"{field}_std"] = _mean_std(values)
-            row[f"{field}_delta_mean"], row[f"{field}_delta_std"] = _mean_std(deltas)
+            _put(row, field, values)
+            _put(row, f"{field}_delta", deltas)
         rows.append(row)
     return rows
 
@@ -178,30 +221,37 @@ def _accuracy_in(honest: dict, upload: dict, field: str):
 
 
 def upload_markdown(rows: list[dict]) -> str:
-    names = [k for k in rows[0] if k != "seeds" and not k.endswith(("_mean", "_std"))]
+    names = [k for k in rows[0] if k != "seeds" and not k.endswith(STATS)]
     head = [*names, "seeds", "acc. in upload round (vs honest)", "next round", "final"]
     lines = ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [*(str(r[n]) for n in names), str(r["seeds"])]
         for f in COST_FIELDS:
-            delta = _fmt(r[f"{f}_delta_mean"], r[f"{f}_delta_std"])
-            cells.append(f"{_fmt(r[f'{f}_mean'], r[f'{f}_std'])} ({delta})")
+            cells.append(f"{_fmt(r, f)} ({_fmt(r, f + '_delta')})")
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", intervals.NOTE]) + "\n"
 
 
-def _fmt(mean, std, digits=3) -> str:
+def _fmt(row: dict, name: str, digits=3) -> str:
+    """`name`'s mean ± 95% t half-width over seeds; the mean alone for one seed."""
+    mean, half = row[f"{name}_mean"], row[f"{name}_ci95"]
     if mean is None:
         return "n/a"
-    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+    return f"{mean:.{digits}f}" + (f" ± {half:.{digits}f}" if half is not None else "")
 
 
 def _setting_names(row: dict) -> list[str]:
     fixed = {"attack", "protocol", "seeds", "real_diversity", "gan_objective"}
-    return [k for k in row if k not in fixed and not k.endswith(("_mean", "_std"))]
+    return [k for k in row if k not in fixed and not k.endswith(STATS)]
 
 
 def markdown(rows: list[dict], accuracy_rows: list[dict]) -> str:
+    """The attack table, then (when given) the accuracy table, each with the ± note."""
+    text = _attack_markdown(rows)
+    return text + ("\n" + _accuracy_markdown(accuracy_rows) if accuracy_rows else "")
+
+
+def _attack_markdown(rows: list[dict]) -> str:
     names = _setting_names(rows[0])
     metrics = ("tpr", "fpr", "auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "balanced_accuracy")
     head = [
@@ -222,9 +272,14 @@ def markdown(rows: list[dict], accuracy_rows: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["attack"], r["protocol"], *(str(r[n]) for n in names), str(r["seeds"])]
-        cells += [_fmt(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics]
-        cells += [_fmt(r[f"{m}_mean"], r[f"{m}_std"], 1) for m in ("tp", "fn", "fp")]
+        cells += [_fmt(r, m) for m in metrics]
+        cells += [_fmt(r, m, 1) for m in ("tp", "fn", "fp")]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join([*lines, "", intervals.NOTE]) + "\n"
+
+
+def _accuracy_markdown(accuracy_rows: list[dict]) -> str:
+    names = _setting_names(accuracy_rows[0])
     head = [
         *names,
         "seeds",
@@ -235,7 +290,7 @@ def markdown(rows: list[dict], accuracy_rows: list[dict]) -> str:
         "D_gen diversity (real)",
         "wall s",
     ]
-    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in accuracy_rows:
         attack_acc, global_acc = r["attack_model_accuracy_mean"], r["global_model_accuracy_mean"]
         ratio = f"{attack_acc / global_acc:.3f}" if attack_acc and global_acc else "n/a"
@@ -243,15 +298,15 @@ def markdown(rows: list[dict], accuracy_rows: list[dict]) -> str:
         cells = [
             *(str(r[n]) for n in names),
             str(r["seeds"]),
-            _fmt(r["final_main_task_accuracy_mean"], r["final_main_task_accuracy_std"]),
-            _fmt(attack_acc, r["attack_model_accuracy_std"]),
+            _fmt(r, "final_main_task_accuracy"),
+            _fmt(r, "attack_model_accuracy"),
             ratio,
-            _fmt(r["oracle_model_accuracy_mean"], r["oracle_model_accuracy_std"]),
-            f"{_fmt(r['d_gen_diversity_mean'], r['d_gen_diversity_std'], 2)} ({real})",
-            _fmt(r["wall_seconds_mean"], r["wall_seconds_std"], 0),
+            _fmt(r, "oracle_model_accuracy"),
+            f"{_fmt(r, 'd_gen_diversity', 2)} ({real})",
+            _fmt(r, "wall_seconds", 0),
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", intervals.NOTE]) + "\n"
 
 
 def _figures(config, workdir, runs, results, run_dir) -> None:

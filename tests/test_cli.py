@@ -113,6 +113,11 @@ CLI_CASES = [
         "<tmp>/nothing: no such folder (not a run's workdir)",
         2,
     ),
+    (
+        lambda tmp: ("report.py", f"--sweep={tmp}/nothing"),
+        "<tmp>/nothing: no summary.csv in it (not a finished sweep)",
+        2,
+    ),
 ]
 
 

@@ -196,8 +196,11 @@ def test_privacy_figure_groups_seeds_and_puts_no_dp_last(tmp_path):
     rows = privacy_figure.settings(str(tmp_path), "paper")
     assert [r["setting"] for r in rows] == ["noise_multiplier=1.0_k2", "noise_multiplier=0.0_k2"]
     assert rows[0]["seeds"] == 2 and rows[0]["epsilon"] == 40.0
-    assert rows[0]["accuracy"] == pytest.approx((0.6, 0.1))
-    assert rows[0]["gan"] == pytest.approx((0.3, 0.1)) and "oracle" not in rows[0]
-    assert rows[1]["epsilon"] is None
+    # (mean, std ddof=1, 95% t half-width); two seeds: t_{0.975,1} = tan(0.475 pi)
+    std = 0.1 * np.sqrt(2)
+    half = np.tan(0.475 * np.pi) * std / np.sqrt(2)
+    assert rows[0]["accuracy"] == pytest.approx((0.6, std, half))
+    assert rows[0]["gan"] == pytest.approx((0.3, std, half)) and "oracle" not in rows[0]
+    assert rows[1]["epsilon"] is None and rows[1]["accuracy"] == (0.9, None, None)
     privacy_figure.plot(rows, str(tmp_path / "figure.png"))
     assert os.path.getsize(tmp_path / "figure.png") > 0

@@ -1,5 +1,6 @@
 """Sweeps: one launch over k x seeds, summary files, resume, and batched == sequential."""
 
+import math
 import os
 
 import numpy as np
@@ -60,6 +61,7 @@ def test_sweep_writes_every_run_and_the_summary(sequential):
     ]
     assert row["tpr_mean"] == pytest.approx(np.mean(tprs))
     assert row["tpr_std"] == pytest.approx(np.std(tprs, ddof=1))
+    assert row["tpr_ci95"] == pytest.approx(T_975_DF1 * np.std(tprs, ddof=1) / np.sqrt(2))
     table = open(os.path.join(workdir, "summary.md")).read()
     assert "| global_model | paper | 3 | 2 |" in table
 
@@ -149,3 +151,143 @@ def test_bad_sweep_axes_are_refused_before_any_run(tmp_path, axes, message):
         run_sweep(config, str(tmp_path / "sweep"), progress=False)
     assert message in str(info.value)
     assert not os.path.exists(tmp_path / "sweep")
+
+
+# Summary statistics over seeds on hand-made results (no runs): the 95% t-interval.
+# Student's t quantiles in closed form: df=1 is Cauchy, t = tan(pi (p - 1/2)); df=2 has
+# t = (2p - 1) / sqrt(2 p (1 - p)).
+T_975_DF1 = math.tan(math.pi * 0.475)  # 12.7062...: two seeds
+T_975_DF2 = 0.95 / math.sqrt(2 * 0.975 * 0.025)  # 4.3027...: three seeds
+SEEDS3 = [0.1, 0.2, 0.6]  # mean 0.3, squared deviations 0.04 + 0.01 + 0.09 = 0.14
+HALF3 = T_975_DF2 * np.sqrt(0.14 / 2) / np.sqrt(3)  # ddof=1: 0.14 / (3 - 1); = 0.657218...
+
+
+def _config(attacks=("gan",), protocols=("paper",)):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(attack=SimpleNamespace(attacks=attacks, protocols=protocols))
+
+
+def _result(value, main_task=(0.9,)):
+    from fedgan_jax.sweep_report import ACCURACY_FIELDS, SUMMARY_METRICS
+
+    return {
+        "attacks": {"gan": {"paper": dict.fromkeys(SUMMARY_METRICS, value)}},
+        **dict.fromkeys(ACCURACY_FIELDS, value),
+        "d_gen": {"diversity": value, "real_diversity": 18.0},
+        "main_task_accuracy": list(main_task),
+    }
+
+
+def _seed_runs(k, values):
+    from fedgan_jax.engine import RunSpec
+
+    return {
+        RunSpec((("fl.victim_num_labels", k), ("seed", s))): _result(v)
+        for s, v in enumerate(values)
+    }
+
+
+def test_t_half_width_matches_known_t_quantiles():
+    from fedgan_jax.intervals import ci95_half_width
+
+    assert ci95_half_width(1.0, 2) == pytest.approx(T_975_DF1 / np.sqrt(2), rel=1e-12)
+    assert ci95_half_width(1.0, 3) == pytest.approx(T_975_DF2 / np.sqrt(3), rel=1e-12)
+    # df=30 from published tables (2.042) to the digits scipy gives
+    assert ci95_half_width(1.0, 31) == pytest.approx(2.0422724563012 / np.sqrt(31), rel=1e-12)
+    assert ci95_half_width(None, 3) is None and ci95_half_width(0.5, 1) is None
+
+
+def test_summary_ci95_is_the_t_half_width_and_summary_md_shows_it(tmp_path):
+    from fedgan_jax import intervals, sweep_report
+
+    results = {**_seed_runs(2, SEEDS3), **_seed_runs(1, [0.5])}
+    groups = sweep_report._groups(list(results))
+    rows = sweep_report._attack_rows(_config(), groups, results)
+    three, one = rows
+    assert (three["k"], three["seeds"], one["k"], one["seeds"]) == (2, 3, 1, 1)
+    assert three["tpr_mean"] == pytest.approx(0.3)
+    assert three["tpr_std"] == pytest.approx(np.std(SEEDS3, ddof=1))
+    assert three["tpr_ci95"] == pytest.approx(HALF3, rel=1e-9)
+    # neither the normal 1.96 nor ddof=0 gives it
+    assert abs(three["tpr_ci95"] - 1.96 * np.std(SEEDS3, ddof=1) / np.sqrt(3)) > 0.3
+    assert abs(three["tpr_ci95"] - T_975_DF2 * np.std(SEEDS3) / np.sqrt(3)) > 0.1
+    assert one["tpr_mean"] == 0.5 and one["tpr_std"] is None and one["tpr_ci95"] is None
+    accuracy = sweep_report._accuracy_rows(groups, results)
+    assert accuracy[0]["final_main_task_accuracy_ci95"] == pytest.approx(HALF3, rel=1e-9)
+    assert accuracy[0]["d_gen_diversity_ci95"] == pytest.approx(HALF3, rel=1e-9)
+    assert accuracy[1]["wall_seconds_ci95"] is None
+
+    tables = {"rows": rows, "accuracy": accuracy, "upload_cost": []}
+    sweep_report._write_tables(str(tmp_path), tables)
+    text = (tmp_path / "summary.md").read_text()
+    assert f"| gan | paper | 2 | 3 | 0.300 ± {HALF3:.3f} |" in text  # TPR: mean ± half-width
+    assert "| gan | paper | 1 | 1 | 0.500 | 0.500 |" in text  # one seed: the mean alone
+    assert f"| 2 | 3 | 0.300 ± {HALF3:.3f} |" in text  # the accuracy table
+    assert text.count(intervals.NOTE) == 2  # under each table
+    assert "n = seeds" in intervals.NOTE and "95% t-interval" in intervals.NOTE
+    with open(tmp_path / "summary.csv") as f:
+        header = f.readline().strip().split(",")
+    assert header[header.index("tpr_mean") :][:3] == ["tpr_mean", "tpr_std", "tpr_ci95"]
+
+
+def test_upload_cost_deltas_carry_the_t_half_width():
+    from fedgan_jax import intervals, sweep_report
+    from fedgan_jax.engine import RunSpec
+
+    results = {}
+    for s, honest_acc in enumerate((0.8, 0.7, 0.3)):  # malicious 0.9: deltas 0.1, 0.2, 0.6
+        upload = {"rounds": [2], "accuracy_at": [0.9], "accuracy_next": 0.9, "final_accuracy": 0.9}
+        for mode in ("honest", "gradient_ascent"):
+            r = RunSpec((("adversary.upload", mode), ("seed", s)))
+            results[r] = {"main_task_accuracy": [0.5, honest_acc, 0.9], "upload": upload}
+    rows = sweep_report.upload_cost_rows(sweep_report._groups(list(results)), results)
+    (row,) = rows
+    assert row["accuracy_at_delta_mean"] == pytest.approx(0.3)
+    assert row["accuracy_at_delta_ci95"] == pytest.approx(HALF3, rel=1e-9)
+    assert row["accuracy_at_ci95"] == pytest.approx(0.0)  # 0.9 in every seed
+    assert row["final_accuracy_delta_ci95"] == pytest.approx(0.0)
+    text = sweep_report.upload_markdown(rows)
+    assert f"| gradient_ascent | 3 | 0.900 ± 0.000 (0.300 ± {HALF3:.3f}) |" in text
+    assert intervals.NOTE in text
+
+
+def test_rerender_adds_ci95_to_a_summary_csv_without_it(tmp_path):
+    """An older sweep's summary.csv (mean and std only) gets the same ci95 and table."""
+    from fedgan_jax import sweep_report
+
+    results = {**_seed_runs(2, SEEDS3), **_seed_runs(1, [0.5])}
+    groups = sweep_report._groups(list(results))
+    rows = sweep_report._attack_rows(_config(), groups, results)
+    sweep_report._write_tables(str(tmp_path), {"rows": rows, "accuracy": [], "upload_cost": []})
+    expected = (tmp_path / "summary.md").read_text()
+    old = [{k: v for k, v in r.items() if not k.endswith("_ci95")} for r in rows]
+    io.write_csv(str(tmp_path / "summary.csv"), list(old[0]), [list(r.values()) for r in old])
+    (tmp_path / "summary.md").write_text("old")
+    tables = sweep_report.rerender(str(tmp_path))
+    assert tables["rows"][0]["tpr_ci95"] == pytest.approx(HALF3, rel=1e-9)
+    assert tables["rows"][1]["tpr_ci95"] is None
+    assert list(tables["rows"][0]) == [str(k) for k in rows[0]]  # ci95 back beside std
+    assert (tmp_path / "summary.md").read_text() == expected
+
+
+def test_tp_fn_by_k_error_bars_are_the_t_half_width(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    from fedgan_jax import plots
+
+    drawn = []
+    bar = Axes.bar
+
+    def spy(self, x, height, *args, **kwargs):
+        drawn.append((kwargs.get("label"), list(height), list(kwargs["yerr"])))
+        return bar(self, x, height, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "bar", spy)
+    per_seed = [{"tp": v, "fn": 1 - v, "fp": 0.0} for v in SEEDS3]
+    plots.tp_fn_by_k(
+        str(tmp_path / "f.png"), {"gan": {"paper": {2: per_seed, 5: [{"tp": 1, "fn": 0, "fp": 0}]}}}
+    )
+    label, means, yerr = drawn[0]
+    assert label == "TP" and means == pytest.approx([0.3, 1.0])
+    assert yerr[0] == pytest.approx(HALF3, rel=1e-9) and np.isnan(yerr[1])  # one seed: none
