@@ -167,6 +167,10 @@ def tp_fn_by_k(
             per_k = results[attack][protocol]
             ks = [k for k in per_k if per_k[k]]
             x = np.arange(len(ks))
+            ax.set_title(f"{_style(attack)['label']}, {protocol}", fontsize=9)
+            if not ks:  # e.g. the gan attack where no generator started
+                ax.text(0.5, 0.5, "no run scored", ha="center", transform=ax.transAxes)
+                continue
             for i, (key, color) in enumerate(
                 (("tp", "tab:green"), ("fn", "tab:orange"), ("fp", "tab:red"))
             ):
@@ -183,7 +187,6 @@ def tp_fn_by_k(
                     capsize=2,
                 )
             ax.set_xticks(x, [f"k={k}" for k in ks])
-            ax.set_title(f"{_style(attack)['label']}, {protocol}", fontsize=9)
             ax.grid(axis="y", alpha=0.3)
         row[0].set_ylabel("records (mean, 95% t-interval)")
     axes[0, 0].legend(fontsize=8)

@@ -291,3 +291,14 @@ def test_tp_fn_by_k_error_bars_are_the_t_half_width(tmp_path, monkeypatch):
     label, means, yerr = drawn[0]
     assert label == "TP" and means == pytest.approx([0.3, 1.0])
     assert yerr[0] == pytest.approx(HALF3, rel=1e-9) and np.isnan(yerr[1])  # one seed: none
+
+
+def test_tp_fn_by_k_draws_an_attack_no_run_scored(tmp_path):
+    """An attack without results (the gan attack when no generator started) gets an empty
+    panel, not a crash that loses the sweep's summary figures."""
+    from fedgan_jax import plots
+
+    one = [{"tp": 1, "fn": 0, "fp": 0}]
+    path = tmp_path / "f.png"
+    plots.tp_fn_by_k(str(path), {"gan": {"paper": {2: []}}, "global_model": {"paper": {2: one}}})
+    assert path.stat().st_size > 0
