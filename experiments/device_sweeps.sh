@@ -2,13 +2,16 @@
 # The README's "Beyond the paper" sweeps (issue 14), 3 seeds each, in one command on a
 # GPU machine whose Python has JAX with its CUDA plugin:
 #
-#     OUT=runs/device_sweeps bash experiments/device_sweeps.sh [hidden overlap dp dpsgd]
+#     OUT=runs/device_sweeps bash experiments/device_sweeps.sh [hidden overlap dp dpsgd ascent]
 #
 # Each sweep runs its seeds as one vmapped batch (sweep.batched=True) with no checkpoints,
 # then writes its summary (and, for the DP sweeps, the privacy-utility-attack figure) and
 # packs its folder, without checkpoints, into $OUT/<name>.tar.gz. The same sweeps run on
 # the CPU without the two overrides, one run after another. EXTRA adds config overrides
 # to every sweep (a smoke test here: EXTRA="--config.fl.rounds=3 --config.sweep.seeds=(0,1)").
+# `ascent` (issue 12) runs configs/demo_membership.py's honest run for seeds 0-2 and
+# experiments/ascent_probe.py on each from its round-60 checkpoint, the targets in one
+# group and in 10 groups (ASCENT_SEEDS, ASCENT_GROUPS change which), into $OUT/ascent.log.
 set -u -o pipefail
 OUT=${OUT:-runs/device_sweeps}
 PY=${PY:-python3}
@@ -33,7 +36,23 @@ sweep() {  # name config [overrides...]
   rm -rf "${OUT:?}/$name" "$OUT/$name.log"
 }
 
-for what in "${@:-hidden overlap dp dpsgd}"; do
+ascent() {
+  local tic=$SECONDS seed groups
+  for seed in ${ASCENT_SEEDS:-0 1 2}; do
+    "$PY" experiments/run.py --config=configs/demo_membership.py --config.seed=$seed \
+      --workdir="$OUT/ascent_seed$seed" >>"$OUT/ascent_runs.log" 2>&1
+    for groups in ${ASCENT_GROUPS:-1 10}; do
+      echo "seed $seed, groups $groups" >>"$OUT/ascent.log"
+      "$PY" experiments/ascent_probe.py --run="$OUT/ascent_seed$seed" --seed=$seed \
+        --start=60 --gammas=0,1,3 --groups=$groups 2>>"$OUT/ascent_runs.log" |
+        grep -v "^I1" >>"$OUT/ascent.log"
+    done
+    rm -rf "${OUT:?}/ascent_seed$seed"
+  done
+  echo "ascent: in $((SECONDS - tic)) s" | tee -a "$OUT/times.txt"
+}
+
+for what in "${@:-hidden overlap dp dpsgd ascent}"; do
   for name in $what; do
     case $name in
       hidden) sweep hidden demo_hidden ;;
@@ -42,7 +61,8 @@ for what in "${@:-hidden overlap dp dpsgd}"; do
       dpsgd)
         sweep dpsgd demo_dp --config.fl.clip_norm=0 --config.fl.dpsgd_clip=1 \
           "--config.sweep.axes=(('fl.dpsgd_noise_multiplier', (0.0, 0.5, 1.0, 2.0)),)" ;;
-      *) echo "unknown sweep: $name (hidden, overlap, dp, dpsgd)" >&2; exit 2 ;;
+      ascent) ascent ;;
+      *) echo "unknown sweep: $name (hidden, overlap, dp, dpsgd, ascent)" >&2; exit 2 ;;
     esac
   done
 done
