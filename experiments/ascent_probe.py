@@ -9,7 +9,8 @@ sees one global update), then for each gamma plays round a=start+2 with the adve
 ascent upload (gamma 0: its honest update on its own upload key, the control) and round
 a+1 honestly, and prints the main-task accuracy after each and the `gradient_ascent`
 score's separation of the victim's records from held-out records of its own classes (AUC,
-TPR at 1% FPR), as `experiments/membership_report.py` computes it.
+TPR at 1% FPR), as `experiments/membership_report.py` computes it, and the mean loss of the
+victim's records and of the held-out ones after each of the two rounds.
 
 The targets are the candidates of the victim's classes (its records and the held-out
 ones, the adversary cannot tell them apart). `--groups=G` splits them into G random groups
@@ -97,26 +98,32 @@ def main(argv):
     ctx |= dict(view=view, pool_x=pool_x, pool_y=np.asarray(pool_y), a=a)
     groups = np.array_split(np.random.default_rng(0).permutation(len(index)), _GROUPS.value)
     print(f"targets: {len(index)} candidates of the victim's classes in {len(groups)} group(s)")
-    print("| gamma | acc. round a | acc. round a+1 | AUC (vs held-out) | TPR@1%FPR |")
-    print("|---|---|---|---|---|")
+    print(
+        "| gamma | acc. round a | acc. round a+1 | AUC (vs held-out) | TPR@1%FPR | mean loss "
+        "after a -> after a+1: members | held-out |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    is_member = member[keep]
     for gamma in map(float, _GAMMAS.value):
         plan = dataclasses.replace(engine.plan, ascent_gamma=gamma)
-        z, accs = np.zeros(len(index)), []
+        z, loss, accs = np.zeros(len(index)), np.zeros((2, len(index))), []
         for group in groups:
-            z[group], acc = _ascent_and_watch(ctx, plan, restored, index[group])
+            z[group], loss[:, group], acc = _ascent_and_watch(ctx, plan, restored, index[group])
             accs.append(acc)
-        fpr, tpr, _ = metrics.roc_curve(member[keep], z)
+        fpr, tpr, _ = metrics.roc_curve(is_member, z)
         acc = np.mean(accs, axis=0)
+        mem, out = loss[:, is_member].mean(1), loss[:, ~is_member].mean(1)
         print(
             f"| {gamma:g} | {acc[0]:.3f} | {acc[1]:.3f} | "
-            f"{metrics.auc(fpr, tpr):.3f} | {metrics.tpr_at_fpr(fpr, tpr, 0.01):.3f} |"
+            f"{metrics.auc(fpr, tpr):.3f} | {metrics.tpr_at_fpr(fpr, tpr, 0.01):.3f} | "
+            f"{mem[0]:.3f} -> {mem[1]:.3f} | {out[0]:.3f} -> {out[1]:.3f} |"
         )
 
 
 def _ascent_and_watch(ctx, plan, restored, targets):
     """Round a with the ascent upload on `targets` (pool indices), round a+1 honest: the
-    targets' relative loss drop, standardised per class (`membership.loss_drop`), and the
-    main-task accuracy after each round."""
+    targets' relative loss drop, standardised per class (`membership.loss_drop`), their
+    losses after each round ``[2, n]`` and the main-task accuracy after each round."""
     state, losses, a, pool_y = restored, [], ctx["a"], ctx["pool_y"]
     run = {k: ctx[k] for k in ("engine", "config", "setup", "clients", "keys", "test")}
     for t in (a, a + 1):
@@ -137,7 +144,7 @@ def _ascent_and_watch(ctx, plan, restored, targets):
         logits = ctx["engine"].adversary.pool_logits(state.server.params, ctx["pool_x"])
         losses.append(attack.record_losses(logits[0], jnp.asarray(pool_y))[targets])
     z = membership.loss_drop(losses[0][None], losses[1][None], jnp.asarray(pool_y[targets]), 10)
-    return np.asarray(z), np.asarray(state.log.accuracy[0])[[a - 1, a]]
+    return np.asarray(z), np.asarray(losses), np.asarray(state.log.accuracy[0])[[a - 1, a]]
 
 
 def _step(*, engine, config, setup, state, clients, keys, test, inputs):
