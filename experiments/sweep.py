@@ -33,6 +33,14 @@ def main(argv):
         return
     print(open(os.path.join(_WORKDIR.value, "summary.md")).read())
     print(f"{len(summary['rows'])} rows; outputs in {_WORKDIR.value}")
+    if summary["failed"]:  # the summary covers the others; the exit status says it
+        names = ", ".join(name for name, _ in summary["failed"])
+        print(
+            f"Error: {len(summary['failed'])} run(s) stopped on non-finite values ({names}); "
+            "each one's failed.json says where",
+            file=sys.stderr,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ every other axis value gets its own. Every run is padded to the sweep's largest 
 
 Each run writes ``runs/<name>/`` (results.json, membership.npz, figures). A run whose
 results.json exists for the same config is not redone; an interrupted one resumes from its
-checkpoint. Then ``summary.csv`` / ``summary.md`` (every setting x attack x protocol: mean,
+checkpoint. A run (or batch) that stops on non-finite values does not stop the sweep: it
+gets ``failed.json``, the summary lists it, the launcher exits 1 at the end, and a rerun
+tries it again. Then ``summary.csv`` / ``summary.md`` (every setting x attack x protocol: mean,
 standard deviation and 95% t-interval half-width over seeds), ``accuracy.csv`` and the
 figures (`sweep_report.py`).
 """
@@ -34,7 +36,7 @@ from absl import logging
 from fedgan_jax import config_lib, distributed, io, preflight
 from fedgan_jax.checkpointing import RESUMABLE_FIELDS, claim_workdir
 from fedgan_jax.engine import RunSpec, common_capacity, deal_runs
-from fedgan_jax.errors import ConfigError
+from fedgan_jax.errors import ConfigError, NonFiniteError
 from fedgan_jax.experiment import load_data, run_batch
 from fedgan_jax.simulation import build_engine
 from fedgan_jax.sweep_report import summarize
@@ -139,16 +141,36 @@ def run_sweep(config, workdir: str, *, progress: bool = True) -> dict[str, Any]:
     with hold(workdir) if writer else contextlib.nullcontext():
         if writer:
             io.write_json(os.path.join(workdir, "sweep_config.json"), config_lib.to_dict(config))
+        failed = []
         for key, program_config in programs.items():  # one compiled program each
             mine = [r for r in pending if r.program_key == key]
             if mine:
-                _run_program(
+                failed += _run_program(
                     program_config, datasets[key], mine, workdir, deals, capacity, progress
                 )
     if not writer:
         return {}
-    results = {r: io.read_json(os.path.join(run_dir(workdir, r), "results.json")) for r in runs}
-    return summarize(config, workdir, runs, results, run_dir)
+    return _summarize_finished(config, workdir, runs, failed)
+
+
+def _summarize_finished(config, workdir: str, runs, failed) -> dict[str, Any]:
+    """The summary of every run with results; the runs that stopped on non-finite values
+    (`failed`: (run, message) pairs) are listed under it and returned as ``failed``."""
+    done = [r for r in runs if os.path.exists(os.path.join(run_dir(workdir, r), "results.json"))]
+    if not done:
+        raise NonFiniteError(f"every run of the sweep stopped: {failed[0][1]}")
+    results = {r: io.read_json(os.path.join(run_dir(workdir, r), "results.json")) for r in done}
+    tables = summarize(config, workdir, done, results, run_dir)
+    tables["failed"] = [(r.name, message) for r, message in failed]
+    if failed:
+        lines = [f"* {r.name}: {message}" for r, message in failed]
+        md = os.path.join(workdir, "summary.md")
+        with open(md) as f:
+            text = f.read()
+        io.write_text(
+            md, text + "\nStopped on non-finite values, no results:\n\n" + "\n".join(lines) + "\n"
+        )
+    return tables
 
 
 def _check_program(config, dataset, runs: Sequence[RunSpec], deals: dict) -> None:
@@ -166,8 +188,12 @@ def _batches(config, pending: Sequence[RunSpec]) -> list[list[RunSpec]]:
     return [list(pending[i : i + size]) for i in range(0, len(pending), size)]
 
 
-def _run_program(config, dataset, pending, workdir, deals, capacity, progress) -> None:
-    engines = {}
+def _run_program(config, dataset, pending, workdir, deals, capacity, progress) -> list:
+    """Runs the program's pending runs batch by batch. A batch that stops on non-finite
+    values (a diverged federation: too much DP noise, too large a step) does not stop the
+    sweep: each of its runs gets ``failed.json`` with the error, and the (run, message)
+    pairs are returned. A rerun of the sweep tries those runs again."""
+    engines, failed = {}, []
     for batch in _batches(config, pending):
         if len(batch) not in engines:
             engines[len(batch)] = build_engine(config, dataset, len(batch))
@@ -178,14 +204,34 @@ def _run_program(config, dataset, pending, workdir, deals, capacity, progress) -
             ident += config_lib.fingerprint(config, RESUMABLE_FIELDS)
             tag = hashlib.sha256(ident.encode()).hexdigest()[:10]
             ckpt = os.path.join(workdir, "batches", tag, "checkpoints")
-        run_batch(
-            config,
-            dataset,
-            batch,
-            [run_dir(workdir, r) for r in batch],
-            engine=engines[len(batch)],
-            deals=deals,
-            capacity=capacity,
-            checkpoint_dir=ckpt,
-            progress=progress,
-        )
+        dirs = [run_dir(workdir, r) for r in batch]
+        try:
+            run_batch(
+                config,
+                dataset,
+                batch,
+                dirs,
+                engine=engines[len(batch)],
+                deals=deals,
+                capacity=capacity,
+                checkpoint_dir=ckpt,
+                progress=progress,
+            )
+        except NonFiniteError as e:
+            logging.warning("sweep: %s; the sweep goes on without %d run(s)", e, len(batch))
+            failed += [(r, str(e)) for r in batch]
+        _mark_failed(dirs, [str(e) for r, e in failed if r in batch])
+    return failed
+
+
+def _mark_failed(dirs: Sequence[str], messages: Sequence[str]) -> None:
+    """Writes (or, after a success, removes) each run's ``failed.json`` (process 0 only)."""
+    if not distributed.is_writer():
+        return
+    for d in dirs:
+        path = os.path.join(d, "failed.json")
+        if messages:
+            os.makedirs(d, exist_ok=True)
+            io.write_json(path, {"error": messages[0], "stopped": "non-finite values"})
+        elif os.path.exists(path):
+            os.remove(path)

@@ -302,3 +302,31 @@ def test_tp_fn_by_k_draws_an_attack_no_run_scored(tmp_path):
     path = tmp_path / "f.png"
     plots.tp_fn_by_k(str(path), {"gan": {"paper": {2: []}}, "global_model": {"paper": {2: one}}})
     assert path.stat().st_size > 0
+
+
+def test_a_diverged_setting_is_recorded_and_the_sweep_goes_on(tmp_path, tiny):
+    """A setting whose federation diverges (here a learning rate of 1e9) stops its own run,
+    not the sweep: the setting after it still runs, the summary covers it, and the
+    diverged run has failed.json and is listed; the mark is removed once the run succeeds."""
+    tiny.fl.rounds = 2
+    tiny.attack.attacks = ("global_model",)
+    tiny.checkpoint.every = 0
+    tiny.sweep.axes = (("fl.learning_rate", (1e9, 0.05)),)
+    tiny.sweep.label_counts, tiny.sweep.seeds = (2,), (0,)
+    workdir = str(tmp_path / "sweep")
+    summary = run_sweep(tiny, workdir, progress=False)
+    bad, good = sweep_runs(tiny)
+    assert [name for name, _ in summary["failed"]] == [bad.name]
+    assert "non-finite" in summary["failed"][0][1]
+    failed = io.read_json(os.path.join(run_dir(workdir, bad), "failed.json"))
+    assert "non-finite" in failed["error"]
+    assert not os.path.exists(os.path.join(run_dir(workdir, bad), "results.json"))
+    assert os.path.exists(os.path.join(run_dir(workdir, good), "results.json"))
+    assert {r["fl.learning_rate"] for r in summary["rows"]} == {0.05}
+    md = open(os.path.join(workdir, "summary.md")).read()
+    assert "Stopped on non-finite values" in md and bad.name in md
+    # what the sweep does after a run of the batch succeeds
+    from fedgan_jax import sweep
+
+    sweep._mark_failed([run_dir(workdir, bad)], [])
+    assert not os.path.exists(os.path.join(run_dir(workdir, bad), "failed.json"))
