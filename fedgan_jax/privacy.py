@@ -32,19 +32,24 @@ usual rule (delta much smaller than one over the number of protected units).
 from __future__ import annotations
 
 import math
-from typing import Any
-
-import dp_accounting
-from dp_accounting import rdp
+from typing import TYPE_CHECKING, Any
 
 from fedgan_jax import checks
 
-REPLACE_ONE = dp_accounting.NeighboringRelation.REPLACE_ONE
+if TYPE_CHECKING:
+    import dp_accounting
+
+# dp_accounting (and the scipy it imports, ~2 s) is imported where an epsilon is computed:
+# a run without DP noise, and every launcher start, does without it.
 
 
 def epsilon(event: dp_accounting.DpEvent, delta: float) -> float:
     """Epsilon of `event` at `delta`: the RDP accountant under REPLACE_ONE."""
-    accountant = rdp.RdpAccountant(neighboring_relation=REPLACE_ONE)
+    import dp_accounting
+    from dp_accounting import rdp
+
+    replace_one = dp_accounting.NeighboringRelation.REPLACE_ONE
+    accountant = rdp.RdpAccountant(neighboring_relation=replace_one)
     return float(accountant.compose(event).get_epsilon(delta))
 
 
@@ -52,6 +57,8 @@ def sampled_epsilon(noise_multiplier: float, sample: int, population: int, count
     """`count` Gaussian releases of noise multiplier z (std / C) on a clipped *sum* over a
     uniform fixed-size `sample` of `population` units: the smaller of the sampled (Wang et
     al.) and the unsampled accounting (module doc). Sensitivity 2C: the event's z/2."""
+    import dp_accounting
+
     gaussian = dp_accounting.GaussianDpEvent(noise_multiplier / 2)
     plain = epsilon(dp_accounting.SelfComposedDpEvent(gaussian, count), delta)
     if sample >= population:

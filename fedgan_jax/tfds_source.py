@@ -45,7 +45,7 @@ def load(tfds_name: str, data_dir: str, download: bool):
                 # data_dir; with one it would prepare tfrecord, which it cannot read here.
                 builder_kwargs={"file_format": "array_record"},
             )
-            records = [source[i] for i in range(len(source))]
+            records = _read_all(source)
         except Exception as e:  # TFDS raises many types; describe_failure sorts them
             raise DataError(describe_failure(e, tfds_name, split, data_dir, download)) from e
         if not records:
@@ -54,6 +54,20 @@ def load(tfds_name: str, data_dir: str, download: bool):
         labels = np.asarray([int(r["label"]) for r in records], np.int64)
         out += [images, labels]
     return tuple(out)
+
+
+def _read_all(source) -> list:
+    """Every record of `source`. Over array_record's reader (what `load` opens) in one
+    batched call (`__getitems__`: each shard's records at once, about 3x faster than one
+    ``source[i]`` at a time); over anything else record by record: a test's stand-in, or
+    TFDS's `mock_data`, which swaps that reader for a mock whose `__getitems__` fails
+    (TFDS 4.9.10)."""
+    from array_record.python import array_record_data_source as reader
+
+    keys = list(range(len(source)))
+    if type(getattr(source, "data_source", None)) is reader.ArrayRecordDataSource:
+        return list(source.__getitems__(keys))
+    return [source[i] for i in keys]
 
 
 def tfds_root(data_dir: str) -> str:
