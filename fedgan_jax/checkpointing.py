@@ -57,6 +57,15 @@ class Checkpointer:
     def latest_round(self) -> int | None:
         return self.manager.latest_step()
 
+    def resumable_round(self) -> int:
+        """The round a rerun resumes from, read from disk: a Ctrl-C can land after a save
+        is complete there but before `maybe_save` has returned (and set `saved`)."""
+        try:
+            self.manager.reload()
+        except Exception:  # noqa: BLE001 (a workdir that refuses reads: what we know)
+            return self.saved
+        return self.manager.latest_step() or 0
+
     def maybe_save(self, state: RunState) -> bool:
         t = state.round
         if not self.every or (t % self.every and t != self.last_round):

@@ -222,14 +222,14 @@ def _stopping(on_round: _Progress, where: str) -> Iterator[None]:
             if on_round.done < on_round.rounds
             else f"after round {on_round.done} (in the attacks)"
         )
-        raise Interrupted(f"interrupted {at}; {_rerun(on_round.ckpt.saved)}") from None
+        raise Interrupted(f"interrupted {at}; {_rerun(on_round.ckpt.resumable_round())}") from None
     except FedGanError:
         raise
     except OSError as e:
         raise StorageError(
             f"{where}: cannot write {e.filename or 'to the workdir'} ({e.strerror or e}); the "
             f"run stopped: make room or make the workdir writable, then "
-            f"{_rerun(on_round.ckpt.saved)}"
+            f"{_rerun(on_round.ckpt.resumable_round())}"
         ) from e
 
 

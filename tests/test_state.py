@@ -61,6 +61,24 @@ def test_orbax_round_trip_restores_the_typed_state(tmp_path):
     chex.assert_trees_all_equal(jax.device_get(restored), jax.device_get(s))
 
 
+def test_resumable_round_is_read_from_disk_not_from_the_last_finished_save(tmp_path):
+    """A Ctrl-C can land after orbax has put round 3 on disk but before `maybe_save`
+    returned: the resume line must name the round on disk (it once said 0)."""
+    import orbax.checkpoint as ocp
+
+    from fedgan_jax.checkpointing import _host
+
+    ckpt = Checkpointer(str(tmp_path / "ckpt"), every=1, keep=1, last_round=3)
+    other = Checkpointer(str(tmp_path / "ckpt"), every=1, keep=1, last_round=3)
+    assert ckpt.saved == 0 and ckpt.resumable_round() == 0
+    # the save completes on disk through another manager: `ckpt` never saw it return
+    other.manager.save(3, args=ocp.args.StandardSave(_host(_run_state())), force=True)
+    other.manager.wait_until_finished()
+    assert ckpt.saved == 0 and ckpt.resumable_round() == 3
+    ckpt.close()
+    other.close()
+
+
 def test_derive_keys_gives_each_role_its_own_streams():
     seeds = jnp.stack([jax.random.key(0), jax.random.key(5)])
     server, adversary, evaluation = st.derive_keys(seeds)
