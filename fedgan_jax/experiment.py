@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -104,6 +107,7 @@ class _Progress:
     ):
         self.rounds, self.ckpt, self.progress = config.fl.rounds, ckpt, progress
         self.done = int(start)  # the last round finished
+        self.stop_requested = False
         names = ", ".join(r.name for r in runs)
         self.bar = tqdm(
             total=self.rounds,
@@ -132,6 +136,8 @@ class _Progress:
         self.bar.update(1)
         self.ckpt.maybe_save(state)
         self.done = int(t)  # a round interrupted in its save is redone
+        if self.stop_requested:  # a first Ctrl-C during the round (`_ctrl_c_between_rounds`)
+            raise KeyboardInterrupt
 
 
 def run_batch(
@@ -166,17 +172,18 @@ def run_batch(
         test = (jnp.asarray(dataset.test_x), jnp.asarray(dataset.test_y))
         federation_tic = time.perf_counter()
         try:  # on an error, the bar and the checkpointer close before the message is printed
-            state = federate(
-                engine,
-                config,
-                setup,
-                state,
-                clients=clients,
-                view=view,
-                keys=keys,
-                test=test,
-                on_round=on_round,
-            )
+            with _ctrl_c_between_rounds(on_round):
+                state = federate(
+                    engine,
+                    config,
+                    setup,
+                    state,
+                    clients=clients,
+                    view=view,
+                    keys=keys,
+                    test=test,
+                    on_round=on_round,
+                )
             ckpt.maybe_save(state)  # the last round, if `every` skipped it
         finally:
             on_round.bar.close()
@@ -209,6 +216,31 @@ def _start(engine: Engine, config: Config, setup: Setup):
         "client_bytes_per_run": nbytes(setup.clients) // setup.num_runs,
     }
     return clients, view, keys, state, memory
+
+
+@contextlib.contextmanager
+def _ctrl_c_between_rounds(on_round: _Progress) -> Iterator[None]:
+    """During the rounds a first Ctrl-C stops the run once the round in flight and its
+    checkpoint are done; a second stops it at once. A KeyboardInterrupt raised in the
+    middle of a round can land in library code that swallows it (seen once: a Ctrl-C
+    during a checkpoint save and the run went on to its end); a flag cannot be lost."""
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield  # not ours to change: another thread, or a handler someone installed
+        return
+
+    def handler(signum, frame):
+        if on_round.stop_requested:
+            raise KeyboardInterrupt
+        on_round.stop_requested = True
+        print("Ctrl-C: stopping after this round (Ctrl-C again: now)", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @contextlib.contextmanager

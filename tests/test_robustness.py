@@ -432,3 +432,22 @@ FAULT_ROWS = [
     "| kill -9 mid-checkpoint-write | (no line: the rerun prints `resuming <dir> from round "
     "M` first and ends like an uninterrupted run) |",
 ]
+
+
+def test_first_ctrl_c_waits_for_the_round_second_stops_at_once():
+    """`_ctrl_c_between_rounds`: the first SIGINT only sets the flag the round checks at
+    its end (an exception mid-save can be swallowed by library threads); the second raises;
+    the default handler is back afterwards."""
+    from types import SimpleNamespace
+
+    from fedgan_jax.experiment import _ctrl_c_between_rounds
+
+    on_round = SimpleNamespace(stop_requested=False)
+    with pytest.raises(KeyboardInterrupt):
+        with _ctrl_c_between_rounds(on_round):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)  # the handler runs: no exception, the flag is set
+            assert on_round.stop_requested
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
