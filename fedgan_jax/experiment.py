@@ -221,9 +221,7 @@ def _start(engine: Engine, config: Config, setup: Setup):
 @contextlib.contextmanager
 def _ctrl_c_between_rounds(on_round: _Progress) -> Iterator[None]:
     """During the rounds a first Ctrl-C stops the run once the round in flight and its
-    checkpoint are done; a second stops it at once. A KeyboardInterrupt raised in the
-    middle of a round can land in library code that swallows it (seen once: a Ctrl-C
-    during a checkpoint save and the run went on to its end); a flag cannot be lost."""
+    checkpoint are done (a save is never cut short); a second stops it at once."""
     if threading.current_thread() is not threading.main_thread() or (
         signal.getsignal(signal.SIGINT) is not signal.default_int_handler
     ):

@@ -124,8 +124,15 @@ def test_disk_full_then_read_only_mid_run_fail_clearly_then_resume(reference, tm
 def test_ctrl_c_exits_130_naming_the_round_to_resume_from(tmp_path):
     workdir = str(tmp_path / "interrupted")
     cmd = [sys.executable, "experiments/run.py", *TINY, *LONGER, f"--workdir={workdir}"]
+    # Ctrl-C as a terminal sends it: a child that inherits SIGINT ignored (something in
+    # a full suite leaves it so in pytest's process) never installs Python's handler
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     checkpoints = os.path.join(workdir, "checkpoints")
     deadline = time.time() + 300
@@ -436,13 +443,13 @@ FAULT_ROWS = [
 
 def test_first_ctrl_c_waits_for_the_round_second_stops_at_once():
     """`_ctrl_c_between_rounds`: the first SIGINT only sets the flag the round checks at
-    its end (an exception mid-save can be swallowed by library threads); the second raises;
-    the default handler is back afterwards."""
+    its end; the second raises; the default handler is back afterwards."""
     from types import SimpleNamespace
 
     from fedgan_jax.experiment import _ctrl_c_between_rounds
 
     on_round = SimpleNamespace(stop_requested=False)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as Python starts
     with pytest.raises(KeyboardInterrupt):
         with _ctrl_c_between_rounds(on_round):
             os.kill(os.getpid(), signal.SIGINT)
@@ -451,3 +458,4 @@ def test_first_ctrl_c_waits_for_the_round_second_stops_at_once():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.1)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    signal.signal(signal.SIGINT, previous)
