@@ -40,6 +40,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.fl.holders_per_class = 2
     c.fl.rounds = 400  # communication rounds
     c.fl.local_epochs = 30  # E
+    # >0: exactly this many minibatches per round instead of local_epochs full passes
+    # (FedAvg's K local steps: the records in a fresh random order, cycling if a client
+    # holds fewer than local_steps x batch_size). Not with DP-SGD (accounted per epoch).
+    c.fl.local_steps = 0
     c.fl.learning_rate = 0.01  # eta of Eq. 2 (plain SGD); the initial one with a schedule
     c.fl.lr_schedule = "constant"  # constant | cosine (decay over the rounds)
     c.fl.lr_final_fraction = 0.0  # cosine: the last rounds' rate = this x learning_rate
@@ -88,6 +92,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.gan.samples_per_class = 200  # generated per class for D_gen
     c.gan.keep_confidence = 0.0  # D_gen keeps samples f assigns to the class with >= this
     c.gan.filter_target = True  # keep only samples f assigns to their target class
+    # Which generator D_gen comes from: last (the paper) | own_mmd (every select_every
+    # rounds it keeps the generator whose samples of its *own* classes lie closest, by
+    # pixel-space MMD, to its own records: a label-free guard against collapse).
+    c.gan.select = "last"
+    c.gan.select_every = 5
     # Extra rounds shown in reconstructions.png (first/last always); rounds beyond
     # fl.rounds are dropped with a warning (config_lib.resolve).
     c.gan.figure_rounds = ()

@@ -12,6 +12,13 @@
 # `ascent` (issue 12) runs configs/demo_membership.py's honest run for seeds 0-2 and
 # experiments/ascent_probe.py on each from its round-60 checkpoint, the targets in one
 # group and in 10 groups (ASCENT_SEEDS, ASCENT_GROUPS change which), into $OUT/ascent.log.
+# Full-size Fashion-MNIST (issue 15; FASHION_DIR = the folder of the four official IDX
+# files, Debian's by default): `fashion_grid` runs configs/fashion_mnist.py's federation
+# alone (no generator) at several local-step budgets of about the same compute, 3 seeds
+# each; `fashion` is the k = 1, 2, 3, 5 sweep of configs/fashion_mnist.py, 3 seeds.
+# `select_long` / `select_demo` (issue 15): the prior and adversarial generator modes with
+# gan.select last and own_mmd, 3 seeds, at configs/demo_long.py's budget / the demo's
+# (SELECT_MODES changes the modes).
 set -u -o pipefail
 OUT=${OUT:-runs/device_sweeps}
 PY=${PY:-python3}
@@ -19,6 +26,7 @@ EXTRA=${EXTRA:-}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 COMMON="--config.sweep.batched=True --config.checkpoint.every=0"
+FASHION="--config.data.data_dir=${FASHION_DIR:-/usr/share/datasets/fashion-mnist}"
 
 sweep() {  # name config [overrides...]
   local name=$1 config=$2
@@ -62,7 +70,25 @@ for what in "${@:-hidden overlap dp dpsgd ascent}"; do
         sweep dpsgd demo_dp --config.fl.clip_norm=0 --config.fl.dpsgd_clip=1 \
           "--config.sweep.axes=(('fl.dpsgd_noise_multiplier', (0.0, 0.5, 1.0, 2.0)),)" ;;
       ascent) ascent ;;
-      *) echo "unknown sweep: $name (hidden, overlap, dp, dpsgd, ascent)" >&2; exit 2 ;;
+      fashion_grid)
+        for steps_rounds in ${FASHION_GRID:-0:100 10:1000 20:600 50:300}; do
+          sweep "fashion_steps${steps_rounds%:*}" fashion_mnist $FASHION \
+            --config.fl.local_steps="${steps_rounds%:*}" --config.fl.rounds="${steps_rounds#*:}" \
+            "--config.attack.attacks=('global_model', 'oracle')" --config.gan.trigger_accuracy=1.0 \
+            "--config.sweep.seeds=(0, 1, 2)"
+        done ;;
+      select_long | select_demo)
+        select_config=demo_long
+        [ "$name" = select_demo ] && select_config=demo_modes
+        sweep "$name" "$select_config" "--config.sweep.gan_modes=(${SELECT_MODES:-'prior', 'adversarial'})" \
+          "--config.sweep.axes=(('gan.select', ('last', 'own_mmd')),)" \
+          "--config.sweep.seeds=(0, 1, 2)" ;;
+      fashion)
+        sweep fashion fashion_mnist $FASHION "--config.sweep.label_counts=(1, 2, 3, 5)" \
+          "--config.sweep.seeds=(0, 1, 2)" ;;
+      *)
+        echo "unknown sweep: $name (hidden overlap dp dpsgd ascent fashion_grid fashion select_long select_demo)" >&2
+        exit 2 ;;
     esac
   done
 done

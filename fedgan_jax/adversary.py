@@ -87,6 +87,7 @@ class Plan:
     recovers_labels: bool = False
     clients_per_round: int = 0
     learning_rate: tuple[float, str, float] = (0.0, "constant", 0.0)  # base, schedule, final
+    select_every: int = 0  # gan.select=own_mmd: rounds between generator checks (0: last)
 
     def runs(self, attack_name: str) -> bool:
         return attack_name in self.attacks
@@ -123,6 +124,7 @@ class Plan:
                 config.fl.lr_schedule,
                 config.fl.lr_final_fraction,
             ),
+            select_every=g.select_every if g.select == "own_mmd" else 0,
         )
 
     def learning_rate_at(self, t: int) -> float:
@@ -145,6 +147,7 @@ class AdversaryProgram(NamedTuple):
     pool_logits: Callable  # (params, x [n, ...]) -> [R, n, C]: the candidate targets
     keep: Callable  # (snapshots.params, params, slot) -> snapshots.params (in place)
     own_bias_update: Callable  # (params, view, key, lr) -> [R, C]: its own update's bias change
+    gan_score: Callable  # (generator params, view, keys.select) -> [R] (gan.own_class_mmd)
 
 
 def build_program(
@@ -194,20 +197,14 @@ def build_program(
         pool_logits=over(logits, (0, None)),
         keep=jax.jit(keep, donate_argnums=0),
         own_bias_update=over(own_update, (0, 0, 0, None)),
+        gan_score=over(trainer.own_mmd),
     )
 
 
 def _own_bias_update(config: Config, apply_fn) -> Callable:
     """``(params, view, key, lr) -> [C]``: the last-layer bias change of the update it
     uploads when it trains honestly (the clients' recipe, DP-SGD included)."""
-    fl = config.fl
-    client_update = federated.make_client_update(
-        apply_fn,
-        local_epochs=fl.local_epochs,
-        batch_size=fl.batch_size,
-        dp_clip=fl.dpsgd_clip,
-        dp_noise_multiplier=fl.dpsgd_noise_multiplier,
-    )
+    client_update = federated.client_update_of(config.fl, apply_fn)
 
     def update(params, view, key, learning_rate):
         new, _ = client_update(params, view.own_x, view.own_y, view.own_count, key, learning_rate)
@@ -238,9 +235,11 @@ def init_state(
             params=jax.tree.map(lambda a: jnp.zeros((runs, kept, *a.shape[1:]), a.dtype), params),
         )
     grid = jnp.zeros((runs, *grid_shape), jnp.float32)
+    gan_state = program.gan_init(keys.gan_init, view)
+    selects = plan.select_every > 0
     return AdversaryState(
         latest=params,
-        gan=program.gan_init(keys.gan_init, view),
+        gan=gan_state,
         gan_start=jnp.zeros(runs, jnp.int32),
         snapshots=snapshots,
         grids={"first": grid, **{str(r): grid for r in plan.figure_rounds}},
@@ -255,6 +254,10 @@ def init_state(
         if plan.recovers_labels
         else None,
         selected=jnp.zeros((runs, t), bool) if plan.recovers_labels else None,
+        gan_kept=jax.tree.map(jnp.copy, gan_state.generator) if selects else None,
+        gan_kept_score=jnp.full(runs, jnp.inf, jnp.float32) if selects else None,
+        gan_kept_round=jnp.zeros(runs, jnp.int32) if selects else None,
+        generator_score=jnp.full((runs, t), jnp.nan, jnp.float32) if selects else None,
     )
 
 
@@ -412,11 +415,33 @@ def _generator_step(program, plan, state, params, t, active, *, view, keys) -> A
                 grids[label] = jnp.where(
                     jnp.asarray(d)[:, None, None, None, None, None], new, grids[label]
                 )
-    return state.replace(
+    state = state.replace(
         gan=gan_state,
         grids=grids,
         generator_loss=put_row(state.generator_loss, t, np.where(active, gm["loss"], np.nan)),
         generator_fooled=put_row(state.generator_fooled, t, np.where(active, gm["fooled"], np.nan)),
+    )
+    every = plan.select_every
+    if every and (t % every == 0 or t == plan.rounds):
+        state = _select_generator(program, state, t, active, view=view, keys=keys)
+    return state
+
+
+def _select_generator(program, state: AdversaryState, t, active, *, view, keys) -> AdversaryState:
+    """gan.select=own_mmd: keep the generator if its own-class MMD (same latents and
+    records at every check) is the lowest so far."""
+    score = np.asarray(program.gan_score(state.gan.generator, view, keys.select))
+    score = np.where(active, score, np.nan)
+    better = jnp.asarray(score < np.asarray(state.gan_kept_score))  # nan is never better
+
+    def pick(new, old):
+        return jnp.where(better.reshape(-1, *(1,) * (new.ndim - 1)), new, old)
+
+    return state.replace(
+        gan_kept=jax.tree.map(pick, state.gan.generator, state.gan_kept),
+        gan_kept_score=jnp.where(better, score, state.gan_kept_score),
+        gan_kept_round=jnp.where(better, t, state.gan_kept_round),
+        generator_score=put_row(state.generator_score, t, score),
     )
 
 
@@ -488,7 +513,10 @@ def attack_targets(
         )
         out["scores"][name], out["decisions"][name] = np.asarray(scores), np.asarray(decisions)
     if plan.uses_gan:  # runs whose generator never started are reported as such
-        dgen = program.sample(state.gan, params, view, keys.sample)
+        gan_state = state.gan
+        if state.gan_kept is not None:  # gan.select=own_mmd: the generator it kept
+            gan_state = gan_state.replace(generator=state.gan_kept)
+        dgen = program.sample(gan_state, params, view, keys.sample)
         clf, fit_metrics = program.fit_dgen(keys.attack, dgen)
         if not np.asarray(fit_metrics["finite"]).all():
             raise NonFiniteError(

@@ -282,13 +282,7 @@ def build_server(
     """FedAvg rounds (`federated.make_round`); the adversary's upload from `adversary_update`
     (None: it trains honestly like every participant)."""
     fl = config.fl
-    client_update = federated.make_client_update(
-        apply_fn_of(classifier),
-        local_epochs=fl.local_epochs,
-        batch_size=fl.batch_size,
-        dp_clip=fl.dpsgd_clip,
-        dp_noise_multiplier=fl.dpsgd_noise_multiplier,
-    )
+    client_update = federated.client_update_of(fl, apply_fn_of(classifier))
     round_fn = federated.make_round(
         client_update,
         num_clients=fl.num_participants,

@@ -47,14 +47,16 @@ def make_client_update(
     *,
     local_epochs: int,
     batch_size: int,
+    local_steps: int = 0,
     dp_clip: float = 0.0,
     dp_noise_multiplier: float = 0.0,
 ) -> Callable:
     """``client_update(params, x, y, count, key, learning_rate) -> (params, metrics)``.
 
     Paper Eq. 2. The learning rate is an argument (a traced scalar), so a schedule over
-    rounds never recompiles the round. ``dp_clip`` > 0: record-level DP-SGD steps
-    (`training.private_gradient`; accounted in `privacy.py`).
+    rounds never recompiles the round. ``local_steps`` > 0: that many minibatches instead
+    of `local_epochs` passes (`training.make_trainer`). ``dp_clip`` > 0: record-level
+    DP-SGD steps (`training.private_gradient`; accounted in `privacy.py`).
     """
 
     def client_update(params, x, y, count, key, learning_rate):
@@ -63,12 +65,26 @@ def make_client_update(
             optax.sgd(learning_rate),
             epochs=local_epochs,
             batch_size=batch_size,
+            steps=local_steps,
             dp_clip=dp_clip,
             dp_noise_multiplier=dp_noise_multiplier,
         )
         return train(params, x, y, count, key)
 
     return client_update
+
+
+def client_update_of(fl, apply_fn: ApplyFn, *, private: bool = True) -> Callable:
+    """`make_client_update` with the recipe of ``config.fl`` (every participant's local
+    training); ``private=False`` leaves out record-level DP-SGD."""
+    return make_client_update(
+        apply_fn,
+        local_epochs=fl.local_epochs,
+        batch_size=fl.batch_size,
+        local_steps=fl.local_steps,
+        dp_clip=fl.dpsgd_clip if private else 0.0,
+        dp_noise_multiplier=fl.dpsgd_noise_multiplier if private else 0.0,
+    )
 
 
 SCHEDULES = ("constant", "cosine")
@@ -320,6 +336,10 @@ def check_config(fl) -> None:
     """Checks the training fields of ``config.fl`` (the roles are `partition.check_config`'s)."""
     checks.integer("fl.rounds", fl.rounds, 1)
     checks.integer("fl.local_epochs", fl.local_epochs, 1)
+    if checks.integer("fl.local_steps", fl.local_steps, 0) > 0 and fl.dpsgd_clip > 0:
+        checks.fail(
+            "fl.local_steps", fl.local_steps, "DP-SGD's accounting counts full epochs: use 0"
+        )
     checks.number("fl.learning_rate", fl.learning_rate, 0.0, open_low=True)
     checks.choice("fl.lr_schedule", fl.lr_schedule, SCHEDULES)
     checks.number("fl.lr_final_fraction", fl.lr_final_fraction, 0.0, 1.0)

@@ -59,6 +59,11 @@ MODES = ("paper", "dafl", "adversarial", "prior")
 # threshold (the paper), the global model's accuracy on the adversary's own records does,
 # or a fixed round.
 TRIGGERS = ("accuracy", "own_accuracy", "round")
+# Which generator D_gen is drawn from: the last one, or the one (checked every
+# gan.select_every rounds) whose samples of the adversary's own classes lie closest to its
+# own records (`own_class_mmd`): a label-free guard against collapse at long budgets.
+SELECTIONS = ("last", "own_mmd")
+
 LOSS_TERMS = ("ce", "entropy", "activation", "disagreement", "realism", "diversity")
 # Loss weights per mode; the config may override each one (config.gan.loss.<term>).
 MODE_DEFAULTS: dict[str, dict[str, float]] = {
@@ -145,6 +150,8 @@ def check_config(g, *, rounds: int, uses_gan: bool = True) -> dict[str, float]:
     checks.boolean("gan.filter_target", g.filter_target)
     split_figure_rounds(g.figure_rounds, rounds)
     checks.integer("gan.figure_per_class", g.figure_per_class, 1)
+    checks.choice("gan.select", g.select, SELECTIONS)
+    checks.integer("gan.select_every", g.select_every, 1)
     return weights
 
 
@@ -176,6 +183,7 @@ class GanTrainer(NamedTuple):
     sample: Callable[..., DGen]  # (state, global_params, view, key) -> D_gen
     generate: Callable[..., jax.Array]  # (generator_params, z, labels) -> images
     images: Callable[..., jax.Array]  # (generator_params, key, per_class) -> [C, n, H, W, ch]
+    own_mmd: Callable[..., jax.Array]  # (generator_params, view, key) -> [] (`own_class_mmd`)
 
 
 def balanced_labels(num_classes: int, per_class: int) -> jax.Array:
@@ -398,6 +406,52 @@ def _sample(spec: TrainerSpec, state: GanState, global_params, view: AdversaryVi
     )
 
 
+def mmd2(x: jax.Array, y: jax.Array) -> jax.Array:
+    """Biased squared MMD between sample sets ``x [n, d]`` and ``y [m, d]`` (Gretton et
+    al. 2012), a sum of Gaussian kernels at 0.5, 1 and 2 times the median squared distance
+    within `y`: 0 for the same sets, larger as the distributions part (in mean or spread)."""
+
+    def sq(a, b):
+        return jnp.maximum(
+            jnp.sum(a * a, 1)[:, None] + jnp.sum(b * b, 1)[None] - 2.0 * a @ b.T, 0.0
+        )
+
+    dyy = sq(y, y)
+    scale = jnp.median(dyy) + 1e-8
+
+    def k(d):
+        return sum(jnp.exp(-d / (s * scale)) for s in (0.5, 1.0, 2.0)).mean()
+
+    return k(sq(x, x)) + k(dyy) - 2.0 * k(sq(x, y))
+
+
+SELECT_SAMPLES = 64  # per class, generated and real, for own_class_mmd
+
+
+def own_class_mmd(spec: TrainerSpec, gen_params, view: AdversaryView, key) -> jax.Array:
+    """How far G's samples of the adversary's *own* classes lie from its own records of
+    them: the pixel-space `mmd2` per own class (64 of each, drawn from `key`), averaged.
+
+    A label-free check for the classes it cannot see: G is one class-conditional network,
+    and collapse or drift shows on the classes where the adversary holds real records.
+    """
+    n, c = SELECT_SAMPLES, spec.num_classes
+    gk, rk = jax.random.split(key)
+    fake = _images(spec, gen_params, gk, n).reshape(c, n, -1)
+    capacity = view.own_y.shape[0]
+    real_row = jnp.arange(capacity) < view.own_count
+
+    def real(cls, k):
+        mask = (view.own_y == cls) & real_row
+        idx = jax.random.choice(k, capacity, (n,), p=mask / jnp.maximum(mask.sum(), 1))
+        return view.own_x[idx].reshape(n, -1), mask.any()
+
+    real_x, held = jax.vmap(real)(jnp.arange(c), jax.random.split(rk, c))
+    own = jnp.take(view.declared, view.adversary, axis=-2) & held
+    per_class = jnp.where(own, jax.vmap(mmd2)(fake, real_x), 0.0)
+    return jnp.sum(per_class) / jnp.maximum(own.sum(), 1)
+
+
 def _critic(weights, classifier, critic, image_shape, num_classes) -> nn.Module | None:
     """The student (disagreement: f's architecture) or the real/fake discriminator
     (realism: f's architecture with one logit), or None when no term needs one."""
@@ -468,4 +522,5 @@ def make_gan_trainer(
         sample=partial(_sample, spec),
         generate=partial(_generate, spec),
         images=partial(_images, spec),
+        own_mmd=partial(own_class_mmd, spec),
     )

@@ -31,6 +31,7 @@ def _environment() -> dict[str, Any]:
 def history_of(state: RunState, r: int) -> dict[str, np.ndarray]:
     """Run r's per-round records: the experimenter's log and the adversary's own."""
     log, adversary = jax.device_get((state.log, state.adversary))
+    score = adversary.generator_score
     return {
         "accuracy": log.accuracy[r],
         "loss": log.loss[r],
@@ -38,6 +39,20 @@ def history_of(state: RunState, r: int) -> dict[str, np.ndarray]:
         "own_accuracy": adversary.own_accuracy[r],
         "generator_loss": adversary.generator_loss[r],
         "generator_fooled": adversary.generator_fooled[r],
+        "generator_own_mmd": np.full(log.accuracy.shape[1], np.nan) if score is None else score[r],
+    }
+
+
+def generator_selection(config: Config, adversary, r: int) -> dict[str, Any] | None:
+    """gan.select=own_mmd: the round of the generator D_gen came from and its score."""
+    if adversary.gan_kept_round is None:
+        return None
+    kept = int(adversary.gan_kept_round[r])
+    return {
+        "rule": config.gan.select,
+        "every": config.gan.select_every,
+        "round": kept or None,
+        "own_mmd": float(np.asarray(adversary.gan_kept_score)[r]) if kept else None,
     }
 
 
@@ -95,6 +110,7 @@ def write_run(
     result = _result(config, setup, r, history, gan_start, gan_missing, accuracy, attacks)
     recovery = out.get("label_recovery")
     result["label_recovery"] = None if recovery is None else recovery[r]
+    result["generator_selection"] = generator_selection(config, state.adversary, r)
     result.update(extra)
     samples = None
     if dgen is not None:
@@ -212,9 +228,15 @@ def _write_metrics_csv(workdir: str, history: dict[str, np.ndarray]) -> None:
         "generator_loss",
         "generator_fooled",
         "mean_client_loss",
+        "generator_own_mmd",
     ]
     rows = [
-        (t + 1, *(history[c][t] for c in columns), history["client_loss"][t].mean())
+        (
+            t + 1,
+            *(history[c][t] for c in columns),
+            history["client_loss"][t].mean(),
+            history["generator_own_mmd"][t],
+        )
         for t in range(len(history["accuracy"]))
     ]
     io.write_csv(os.path.join(workdir, "metrics.csv"), header, rows)

@@ -38,6 +38,7 @@ STREAMS = {
     "figure": 7,
     "strict": 8,  # the strict protocol's held-out sample (numpy, host side)
     "upload": 9,  # the adversary's own upload (malicious uploads only)
+    "select": 10,  # the fixed latents and records of gan.select=own_mmd's checks
 }
 
 
@@ -55,6 +56,7 @@ class AdversaryKeys:
     attack: jax.Array
     figure: jax.Array
     upload: jax.Array
+    select: jax.Array
 
 
 @struct.dataclass
@@ -113,6 +115,12 @@ class AdversaryState:
     # it was asked to train [R, T] (None when it is told the declarations)
     recovery_signal: jax.Array | None = None
     selected: jax.Array | None = None
+    # gan.select=own_mmd: the generator it keeps for D_gen, its score and round [R], and
+    # every check's score [R, T] (nan between checks); None when it uses the last one
+    gan_kept: Params | None = None
+    gan_kept_score: jax.Array | None = None
+    gan_kept_round: jax.Array | None = None
+    generator_score: jax.Array | None = None
 
 
 @struct.dataclass

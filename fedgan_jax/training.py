@@ -42,66 +42,88 @@ def epoch_permutation(key: jax.Array, count: jax.Array, capacity: int, padded: i
     return jnp.pad(order, (0, padded - capacity), constant_values=capacity)
 
 
+def pass_order(key, count, capacity: int, length: int, *, cycle: bool) -> jax.Array:
+    """The record indices of one pass, `length` long: `epoch_permutation`, or with `cycle`
+    that permutation's real records repeated until `length` (padding only if count=0)."""
+    if not cycle:
+        return epoch_permutation(key, count, capacity, length)
+    order = epoch_permutation(key, count, capacity, capacity)
+    i = jnp.arange(length) % jnp.maximum(count, 1)
+    return jnp.where(count > 0, order[i], capacity)
+
+
 def make_trainer(
     apply_fn: ApplyFn,
     optimizer: optax.GradientTransformation,
     *,
     epochs: int,
     batch_size: int,
+    steps: int = 0,
     dp_clip: float = 0.0,
     dp_noise_multiplier: float = 0.0,
 ) -> Callable:
     """Returns ``train(params, x, y, count, key) -> (params, metrics)``, pure and jittable.
 
-    metrics: ``loss`` (mean over the steps that saw data), ``steps`` (how many did) and
-    ``finite`` (every loss and the final params are finite). ``dp_clip`` > 0 makes every
-    step a DP-SGD step (`private_gradient`), its noise from a stream of the epoch's key.
+    ``steps`` > 0 replaces the `epochs` passes by that many full minibatches (FedAvg's "K
+    local steps", `pass_order` with cycle). metrics: ``loss`` (mean over the steps that saw
+    data), ``steps`` (how many did) and ``finite`` (every loss and the final params are
+    finite). ``dp_clip`` > 0 makes every step a DP-SGD step (`private_gradient`), its noise
+    from a stream of the epoch's key.
     """
 
-    def loss_fn(params, xb, yb, mask):
-        return masked_cross_entropy(apply_fn(params, xb), yb, mask)
-
-    grad_fn = jax.value_and_grad(loss_fn)
     private = dp_clip > 0
     if private:
         grad_fn = private_gradient(apply_fn, dp_clip, dp_noise_multiplier, batch_size)
+    else:
+        grad_fn = jax.value_and_grad(
+            lambda params, xb, yb, mask: masked_cross_entropy(apply_fn(params, xb), yb, mask)
+        )
 
     def train(params, x, y, count, key):
         capacity = x.shape[0]
-        steps = -(-capacity // batch_size)
-        opt_state = optimizer.init(params)
-
-        def step(carry, xs):
-            params, opt_state = carry
-            idx, *noise_key = xs if private else (xs,)
-            mask = idx < count
-
-            def update(operand):
-                params, opt_state = operand
-                safe = jnp.minimum(idx, capacity - 1)
-                loss, grads = grad_fn(params, x[safe], y[safe], mask, *noise_key)
-                updates, opt_state = optimizer.update(grads, opt_state, params)
-                return (optax.apply_updates(params, updates), opt_state), loss
-
-            def skip(operand):
-                return operand, jnp.zeros((), jnp.float32)
-
-            carry, loss = lax.cond(mask.any(), update, skip, (params, opt_state))
-            return carry, (loss, mask.any())
+        n_steps = steps if steps > 0 else -(-capacity // batch_size)
+        step = _masked_step(grad_fn, optimizer, x, y, count, private)
 
         def epoch(carry, epoch_key):
-            order = epoch_permutation(epoch_key, count, capacity, steps * batch_size)
-            batches = order.reshape(steps, batch_size)
+            order = pass_order(epoch_key, count, capacity, n_steps * batch_size, cycle=steps > 0)
+            batches = order.reshape(n_steps, batch_size)
             if private:  # the noise: a stream of the epoch key the permutation never uses
-                batches = (batches, jax.random.split(jax.random.fold_in(epoch_key, 1), steps))
+                batches = (batches, jax.random.split(jax.random.fold_in(epoch_key, 1), n_steps))
             return lax.scan(step, carry, batches)
 
+        passes = 1 if steps > 0 else epochs
         (params, _), (losses, ran) = lax.scan(
-            epoch, (params, opt_state), jax.random.split(key, epochs)
+            epoch, (params, optimizer.init(params)), jax.random.split(key, passes)
         )
         return params, _train_metrics(params, losses, ran)
 
     return train
+
+
+def _masked_step(grad_fn, optimizer, x, y, count, private: bool) -> Callable:
+    """One scan step over a batch of record indices: indices >= count are padding, and a
+    batch of padding only is skipped (`lax.cond`)."""
+    capacity = x.shape[0]
+
+    def step(carry, xs):
+        params, opt_state = carry
+        idx, *noise_key = xs if private else (xs,)
+        mask = idx < count
+
+        def update(operand):
+            params, opt_state = operand
+            safe = jnp.minimum(idx, capacity - 1)
+            loss, grads = grad_fn(params, x[safe], y[safe], mask, *noise_key)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), loss
+
+        def skip(operand):
+            return operand, jnp.zeros((), jnp.float32)
+
+        carry, loss = lax.cond(mask.any(), update, skip, (params, opt_state))
+        return carry, (loss, mask.any())
+
+    return step
 
 
 def _train_metrics(params, losses: jax.Array, ran: jax.Array) -> dict[str, jax.Array]:

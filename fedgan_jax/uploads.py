@@ -63,9 +63,7 @@ def make_adversary_update(
     """The adversary's update function for ``config.adversary.upload`` (None: honest).
     `generate(generator_params, key, per_class) -> [C, n, H, W, ch]` for fake_class."""
     a, fl = config.adversary, config.fl
-    honest = federated.make_client_update(
-        apply_fn, local_epochs=fl.local_epochs, batch_size=fl.batch_size
-    )
+    honest = federated.client_update_of(fl, apply_fn, private=False)
     if a.upload == "gradient_ascent":
         return _ascent_update(honest, apply_fn, config.eval.batch_size)
     if a.upload == "fake_class":

@@ -96,6 +96,36 @@ def test_accuracy_trigger_fires_per_run_on_the_announcement(setting):
     assert int(state.gan.steps[1]) == 0  # never started: its generator is untouched
 
 
+def test_own_mmd_keeps_the_generator_of_its_best_check(setting):
+    """gan.select=own_mmd: at each check the generator is kept where its score is the
+    lowest so far (per run; nan, a run whose generator is off, never wins), and D_gen's
+    generator is that one, not the last."""
+    config, program, view, keys, params = setting
+    plan = dataclasses.replace(
+        adv.Plan.from_config(config), trigger="round", trigger_round=1, select_every=1
+    )
+    scores = iter([[3.0, 5.0], [1.0, 6.0], [2.0, 4.0], [np.nan, 7.0]])
+    program = program._replace(gan_score=lambda *_: jnp.asarray(next(scores)))
+    state = adv.init_state(program, plan, params[0], view, keys, grid_shape=(10, 2, 28, 28, 1))
+    generators = []
+    for t in range(1, 5):
+        state = adv.observe(
+            program, plan, state, params[t], np.zeros(RUNS), t, view=view, keys=keys
+        )
+        generators.append(state.gan.generator)
+    np.testing.assert_array_equal(state.gan_kept_round, [2, 3])
+    np.testing.assert_allclose(state.gan_kept_score, [1.0, 4.0])
+    np.testing.assert_allclose(state.generator_score[1], [5.0, 6.0, 4.0, 7.0])
+    for run, t in enumerate((2, 3)):
+        jax.tree.map(
+            lambda kept, g, r=run: np.testing.assert_array_equal(kept[r], g[r]),
+            state.gan_kept,
+            generators[t - 1],
+        )
+    last = jax.tree.leaves(generators[-1])[0]
+    assert not np.array_equal(jax.tree.leaves(state.gan_kept)[0][0], last[0])
+
+
 def test_fired_rules():
     plan = adv.Plan.from_config(tiny_config())
     acc = dataclasses.replace(plan, trigger="accuracy", trigger_accuracy=0.9)

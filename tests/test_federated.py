@@ -157,6 +157,39 @@ def test_empty_steps_are_skipped():
     assert int(metrics["steps"]) == 6
 
 
+def _steps_update(steps, batch=4):
+    return federated.make_client_update(
+        linear_apply, local_epochs=3, batch_size=batch, local_steps=steps
+    )
+
+
+def test_local_steps_run_exactly_that_many_full_batches():
+    """local_steps replaces the epochs: 7 steps whatever the epoch count, cycling through
+    5 records (padding at 1e6 would blow the loss up if a cycled index reached it)."""
+    params = linear_params(jax.random.key(1))
+    data = make_clients(jax.random.key(0), [5, 0], 16, pad_value=1e6)
+    update = jax.jit(_steps_update(7))
+    new, metrics = update(params, data.x[0], data.y[0], data.counts[0], jax.random.key(3), LR)
+    assert int(metrics["steps"]) == 7
+    assert bool(metrics["finite"]) and float(metrics["loss"]) < 10.0
+    same, empty = update(params, data.x[1], data.y[1], data.counts[1], jax.random.key(3), LR)
+    assert int(empty["steps"]) == 0
+    chex.assert_trees_all_close(same, params, rtol=0, atol=0)  # an empty client moves nothing
+
+
+def test_one_epoch_of_local_steps_is_one_epoch():
+    """count / batch local steps visit the records in the epoch's order: the same params
+    as local_epochs=1 from the same key; twice as many steps cycle and differ from it."""
+    params = linear_params(jax.random.key(1))
+    data = make_clients(jax.random.key(0), [20], 24)
+    args = (data.x[0], data.y[0], data.counts[0], jax.random.key(3), LR)
+    epoch, _ = jax.jit(_client_update(epochs=1))(params, *args)
+    steps, _ = jax.jit(_steps_update(5))(params, *args)
+    chex.assert_trees_all_close(epoch, steps, rtol=1e-6, atol=1e-7)
+    longer, _ = jax.jit(_steps_update(10))(params, *args)
+    assert not np.allclose(longer["w"], epoch["w"])
+
+
 def _reference_round(update, params, clients, key, chosen, weights):
     """Each chosen client one by one, then the weighted mean, all in plain Python."""
     _, train_key = jax.random.split(key)

@@ -381,3 +381,78 @@ def test_images_grid_is_per_class(frozen):
     labels = gan.balanced_labels(10, 2)
     direct = trainer.generate(state.generator, z, labels)
     np.testing.assert_allclose(grid[4, 0], direct[4], atol=1e-5)
+
+
+def test_mmd_is_zero_for_the_same_set_and_grows_as_samples_collapse_or_drift():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(64, 20)).astype(np.float32)
+    other = rng.normal(size=(64, 20)).astype(np.float32)  # same distribution
+    collapsed = np.repeat(real[:1], 64, axis=0)  # one image, repeated
+    shifted = other + 1.5
+    same = float(gan.mmd2(jnp.asarray(real), jnp.asarray(real)))
+    fresh = float(gan.mmd2(jnp.asarray(other), jnp.asarray(real)))
+    assert abs(same) < 1e-5
+    assert fresh < float(gan.mmd2(jnp.asarray(collapsed), jnp.asarray(real)))
+    assert fresh < float(gan.mmd2(jnp.asarray(shifted), jnp.asarray(real)))
+
+
+def test_own_class_mmd_reads_only_the_adversarys_own_classes():
+    """A generator whose samples of the adversary's classes are its own records scores
+    lower than one that collapses them; what it draws for the victim's classes (where it
+    has no records) does not count."""
+    c, n = 3, 40
+    rng = np.random.default_rng(1)
+    own_y = np.repeat([0, 1], n // 2).astype(np.int32)
+    own_x = rng.uniform(-1, 1, (n, 4, 4, 1)).astype(np.float32)
+    declared = np.array([[1, 1, 0], [0, 0, 1]], bool)  # adversary 0 holds 0, 1; victim 2
+    view = AdversaryView(
+        own_x=jnp.asarray(own_x),
+        own_y=jnp.asarray(own_y),
+        own_count=jnp.asarray(n),
+        declared=jnp.asarray(declared),
+        victim=jnp.asarray(1),
+        adversary=jnp.asarray(0),
+    )
+
+    def spec_of(generate):
+        class G:
+            @staticmethod
+            def apply(variables, z, labels):
+                return generate(z, labels)
+
+        return gan.TrainerSpec(
+            weights=gan.loss_weights("paper"),
+            image_shape=(4, 4, 1),
+            num_classes=c,
+            generator=G,
+            classifier=None,
+            critic=None,
+            generator_tx=None,
+            critic_tx=None,
+            latent_dim=2,
+            batch_per_class=4,
+            steps_per_round=1,
+            samples_per_class=4,
+            keep_confidence=0.0,
+            filter_target=True,
+        )
+
+    table = jnp.asarray(own_x)
+
+    def faithful(z, labels):  # a random own record of the asked class (victim: noise)
+        pick = (jnp.abs(z[:, 0] * 1000).astype(jnp.int32) % (n // 2)) + labels * (n // 2)
+        return jnp.where((labels < 2)[:, None, None, None], table[pick % n], z[:, :1, None, None])
+
+    def collapsed(z, labels):
+        return jnp.where((labels < 2)[:, None, None, None], table[labels * (n // 2)], 0.0)
+
+    key = jax.random.key(0)
+    good = float(gan.own_class_mmd(spec_of(faithful), None, view, key))
+    bad = float(gan.own_class_mmd(spec_of(collapsed), None, view, key))
+    assert good < 0.5 * bad
+
+    def faithful_victim_zero(z, labels):
+        return jnp.where(labels[:, None, None, None] < 2, faithful(z, labels), 0.0)
+
+    same = float(gan.own_class_mmd(spec_of(faithful_victim_zero), None, view, key))
+    assert same == pytest.approx(good, abs=1e-6)

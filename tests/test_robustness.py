@@ -227,6 +227,11 @@ BAD_CONFIGS = [
     ({"fl.rounds": 0}, "fl.rounds=0: must be an integer >= 1"),
     ({"fl.rounds": -5}, "fl.rounds=-5: must be an integer >= 1"),
     ({"fl.local_epochs": 0}, "fl.local_epochs=0: must be an integer >= 1"),
+    ({"fl.local_steps": -1}, "fl.local_steps=-1: must be an integer >= 0"),
+    (
+        {"fl.local_steps": 5, "fl.dpsgd_clip": 1.0},
+        "fl.local_steps=5: DP-SGD's accounting counts full epochs: use 0",
+    ),
     ({"fl.learning_rate": 0.0}, "fl.learning_rate=0.0: must lie in (0.0, inf]"),
     ({"fl.learning_rate": -0.1}, "fl.learning_rate=-0.1: must lie in (0.0, inf]"),
     ({"gan.learning_rate": float("nan")}, "gan.learning_rate=nan: must be a finite number"),

@@ -1,0 +1,27 @@
+"""Five times the demo's generator budget, with the generator mode that holds there.
+
+    python experiments/run.py --config=configs/demo_long.py --workdir=runs/long
+
+The demo federation (bundled MNIST, k=2) for 300 rounds with 20 generator steps a round:
+about 5,000 steps against the demo's 1,100 (README, Generator modes). The `prior` mode
+with the same attack-classifier recipe as `demo_modes.py` (soft labels, 500 generated
+samples per class), and D_gen drawn from the generator the adversary selects without any
+label of the victim's classes: every 5 rounds it scores its generator on its *own*
+classes (pixel-space MMD of 64 samples against 64 of its own records per class,
+`gan.own_class_mmd`) and keeps the best (`gan.select=own_mmd`). The last generator
+(`--config.gan.select=last`) is the collapse the README shows.
+"""
+
+from configs import demo_modes
+
+
+def get_config():
+    c = demo_modes.get_config()
+    c.sweep.gan_modes = ()
+    c.gan.mode = "prior"
+    c.gan.select = "own_mmd"
+    c.gan.select_every = 5
+    c.fl.rounds = 300
+    c.gan.steps_per_round = 20
+    c.gan.figure_rounds = (150,)
+    return c
