@@ -28,13 +28,14 @@ def get_config():
     c.data.dataset = "fashion_mnist"
     c.data.source = "files"
     c.data.data_dir = "/usr/share/datasets/fashion-mnist"
-    c.fl.rounds = 100
+    c.fl.rounds = 400
     c.fl.local_epochs = 1
+    c.fl.local_steps = 20
     c.fl.learning_rate = 0.05
     c.fl.lr_schedule = "cosine"
     c.fl.lr_final_fraction = 0.1
     c.gan.trigger_accuracy = 0.80
-    c.gan.steps_per_round = 10
+    c.gan.steps_per_round = 3
     c.gan.figure_rounds = ()
     c.checkpoint.every = 10
     c.sweep.label_counts = (2,)

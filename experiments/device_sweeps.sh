@@ -15,7 +15,8 @@
 # Full-size Fashion-MNIST (issue 15; FASHION_DIR = the folder of the four official IDX
 # files, Debian's by default): `fashion_grid` runs configs/fashion_mnist.py's federation
 # alone (no generator) at several local-step budgets of about the same compute, 3 seeds
-# each; `fashion` is the k = 1, 2, 3, 5 sweep of configs/fashion_mnist.py, 3 seeds.
+# each; `fashion` is the k = 1, 2, 3, 5 sweep of configs/fashion_mnist.py, 3 seeds, one
+# sweep (and archive) per k.
 # `select_long` / `select_demo` (issue 15): the prior and adversarial generator modes with
 # gan.select last and own_mmd, 3 seeds, at configs/demo_long.py's budget / the demo's
 # (SELECT_MODES changes the modes).
@@ -71,7 +72,7 @@ for what in "${@:-hidden overlap dp dpsgd ascent}"; do
           "--config.sweep.axes=(('fl.dpsgd_noise_multiplier', (0.0, 0.5, 1.0, 2.0)),)" ;;
       ascent) ascent ;;
       fashion_grid)
-        for steps_rounds in ${FASHION_GRID:-0:100 10:1000 20:600 50:300}; do
+        for steps_rounds in ${FASHION_GRID:-20:600 50:300 100:150}; do
           sweep "fashion_steps${steps_rounds%:*}" fashion_mnist $FASHION \
             --config.fl.local_steps="${steps_rounds%:*}" --config.fl.rounds="${steps_rounds#*:}" \
             "--config.attack.attacks=('global_model', 'oracle')" --config.gan.trigger_accuracy=1.0 \
@@ -83,9 +84,11 @@ for what in "${@:-hidden overlap dp dpsgd ascent}"; do
         sweep "$name" "$select_config" "--config.sweep.gan_modes=(${SELECT_MODES:-'prior', 'adversarial'})" \
           "--config.sweep.axes=(('gan.select', ('last', 'own_mmd')),)" \
           "--config.sweep.seeds=(0, 1, 2)" ;;
-      fashion)
-        sweep fashion fashion_mnist $FASHION "--config.sweep.label_counts=(1, 2, 3, 5)" \
-          "--config.sweep.seeds=(0, 1, 2)" ;;
+      fashion)  # one sweep per k, each packed as it ends; `sweep.py` over their merged
+        for k in ${FASHION_KS:-2 1 3 5}; do  # runs/ only summarises (every run is done)
+          sweep "fashion_k$k" fashion_mnist $FASHION "--config.sweep.label_counts=($k,)" \
+            "--config.sweep.seeds=(0, 1, 2)"
+        done ;;
       *)
         echo "unknown sweep: $name (hidden overlap dp dpsgd ascent fashion_grid fashion select_long select_demo)" >&2
         exit 2 ;;
