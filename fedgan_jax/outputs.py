@@ -43,6 +43,13 @@ def history_of(state: RunState, r: int) -> dict[str, np.ndarray]:
     }
 
 
+def _dgen_label(config: Config, selection: dict | None) -> str:
+    """The D_gen panel's title: the round of the generator it was drawn from."""
+    if selection and selection["round"] and selection["round"] != config.fl.rounds:
+        return f"D_gen (generator of round {selection['round']}, {selection['rule']})"
+    return f"round {config.fl.rounds} (D_gen)"
+
+
 def generator_selection(config: Config, adversary, r: int) -> dict[str, Any] | None:
     """gan.select=own_mmd: the round of the generator D_gen came from and its score."""
     if adversary.gan_kept_round is None:
@@ -132,6 +139,7 @@ def write_run(
         gan_start,
         grids=grids,
         samples=samples,
+        dgen_label=_dgen_label(config, result["generator_selection"]),
     )
     io.write_json(os.path.join(workdir, "results.json"), result)  # last: marks the run done
     return io.to_jsonable(result)
@@ -261,7 +269,7 @@ def _write_snapshots(workdir: str, snapshots, r: int) -> None:
 
 
 def _figures(
-    config, workdir, ds, history, targets, scores, attacks, gan_start, *, grids, samples
+    config, workdir, ds, history, targets, scores, attacks, gan_start, *, grids, samples, dgen_label
 ) -> None:
     plots.accuracy_curve(
         os.path.join(workdir, "accuracy.png"),
@@ -285,7 +293,7 @@ def _figures(
             for label in map(str, config.gan.figure_rounds)
             if int(label) > gan_start
         ]
-        panels.append((f"round {config.fl.rounds} (D_gen)", samples))
+        panels.append((dgen_label, samples))
         panels.append(("real", per_class_grid(ds.test_x, ds.test_y, ds.num_classes, per_class)))
         objective = gan.objective_name(config.gan.mode, dict(config.gan.loss))
         plots.reconstructions(
