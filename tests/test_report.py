@@ -187,3 +187,19 @@ def test_benchmark_tables_one_row_per_mode_and_count_when_clients_include_1():
     doc.pop("engine_scaling_last_over_first")
     out = render.benchmark_tables(doc, []).splitlines()
     assert sum(line.startswith("| engine_seq | 1 |") for line in out) == 1
+
+
+def test_lever_table_ratios_to_the_first_baseline_and_failed_levers_kept():
+    from experiments import levers
+
+    results = [
+        {"lever": "baseline", "what": "as shipped", "rows": {5: 1000.0, 20: 2000.0}},
+        {"lever": "xnnpack", "what": "XNNPACK", "rows": {5: 1500.0, 20: 1000.0}},
+        {"lever": "onednn", "what": "oneDNN", "failed": "Unknown flag"},
+        {"lever": "baseline", "what": "as shipped", "rows": {5: 900.0, 20: 2100.0}},
+    ]
+    lines = levers.table(results, [5, 20]).splitlines()
+    assert lines[0] == "| lever | what it changes | 5 clients | 20 clients |"
+    assert lines[3] == "| xnnpack | XNNPACK | 1,500 (1.50x) | 1,000 (0.50x) |"
+    assert lines[4] == "| onednn | oneDNN (Unknown flag) | failed | failed |"
+    assert lines[5] == "| baseline | as shipped | 900 (0.90x) | 2,100 (1.05x) |"
