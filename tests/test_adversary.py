@@ -125,6 +125,24 @@ def test_own_mmd_keeps_the_generator_of_its_best_check(setting):
     last = jax.tree.leaves(generators[-1])[0]
     assert not np.array_equal(jax.tree.leaves(state.gan_kept)[0][0], last[0])
 
+    class Drawn(Exception):
+        pass
+
+    def sample(gan_state, *_):  # D_gen is drawn here: record from which generator
+        raise Drawn(gan_state.generator)
+
+    with pytest.raises(Drawn) as drawn:
+        adv.attack_targets(
+            program._replace(sample=sample),
+            plan,
+            state,
+            view=view,
+            keys=keys,
+            pool_x=jnp.zeros((4, 28, 28, 1)),
+            pool_y=jnp.zeros(4, jnp.int32),
+        )
+    jax.tree.map(np.testing.assert_array_equal, drawn.value.args[0], state.gan_kept)
+
 
 def test_fired_rules():
     plan = adv.Plan.from_config(tiny_config())
