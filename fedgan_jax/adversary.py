@@ -255,8 +255,6 @@ def init_state(
         else None,
         selected=jnp.zeros((runs, t), bool) if plan.recovers_labels else None,
         gan_kept=jax.tree.map(jnp.copy, gan_state.generator) if selects else None,
-        gan_kept_score=jnp.full(runs, jnp.inf, jnp.float32) if selects else None,
-        gan_kept_round=jnp.zeros(runs, jnp.int32) if selects else None,
         generator_score=jnp.full((runs, t), jnp.nan, jnp.float32) if selects else None,
     )
 
@@ -432,15 +430,13 @@ def _select_generator(program, state: AdversaryState, t, active, *, view, keys) 
     records at every check) is the lowest so far."""
     score = np.asarray(program.gan_score(state.gan.generator, view, keys.select))
     score = np.where(active, score, np.nan)
-    better = jnp.asarray(score < np.asarray(state.gan_kept_score))  # nan is never better
+    better = jnp.asarray(score < state.gan_kept_score)  # nan is never better
 
     def pick(new, old):
         return jnp.where(better.reshape(-1, *(1,) * (new.ndim - 1)), new, old)
 
     return state.replace(
         gan_kept=jax.tree.map(pick, state.gan.generator, state.gan_kept),
-        gan_kept_score=jnp.where(better, score, state.gan_kept_score),
-        gan_kept_round=jnp.where(better, t, state.gan_kept_round),
         generator_score=put_row(state.generator_score, t, score),
     )
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from fedgan_jax.types import Params
@@ -115,12 +116,27 @@ class AdversaryState:
     # it was asked to train [R, T] (None when it is told the declarations)
     recovery_signal: jax.Array | None = None
     selected: jax.Array | None = None
-    # gan.select=own_mmd: the generator it keeps for D_gen, its score and round [R], and
-    # every check's score [R, T] (nan between checks); None when it uses the last one
+    # gan.select=own_mmd: the generator it keeps for D_gen and every check's score
+    # [R, T] (nan between checks); None when it uses the last one
     gan_kept: Params | None = None
-    gan_kept_score: jax.Array | None = None
-    gan_kept_round: jax.Array | None = None
     generator_score: jax.Array | None = None
+
+    @property
+    def gan_kept_score(self) -> np.ndarray | None:
+        """[R] the kept generator's score: the lowest check so far (inf before any)."""
+        if self.generator_score is None:
+            return None
+        score = np.asarray(self.generator_score)
+        return np.where(np.isnan(score), np.inf, score).min(axis=1)
+
+    @property
+    def gan_kept_round(self) -> np.ndarray | None:
+        """[R] the round of the kept generator (the first lowest check; 0 before any)."""
+        if self.generator_score is None:
+            return None
+        score = np.asarray(self.generator_score)
+        best = np.where(np.isnan(score), np.inf, score)
+        return np.where(np.isfinite(best.min(axis=1)), best.argmin(axis=1) + 1, 0)
 
 
 @struct.dataclass
