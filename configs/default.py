@@ -97,6 +97,10 @@ def get_config() -> ml_collections.ConfigDict:
     # pixel-space MMD, to its own records: a label-free guard against collapse).
     c.gan.select = "last"
     c.gan.select_every = 5
+    # own_mmd only: after this many checks in a row without a better score, the adversary
+    # restores the kept generator and halves its learning rate (0: never; a label-free
+    # reduce-on-plateau that keeps training from the best point at a smaller step).
+    c.gan.select_patience = 0
     # Extra rounds shown in reconstructions.png (first/last always); rounds beyond
     # fl.rounds are dropped with a warning (config_lib.resolve).
     c.gan.figure_rounds = ()

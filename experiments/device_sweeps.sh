@@ -19,7 +19,9 @@
 # sweep (and archive) per k.
 # `select_long` / `select_demo` (issue 15): the prior and adversarial generator modes with
 # gan.select last and own_mmd, 3 seeds, at configs/demo_long.py's budget / the demo's
-# (SELECT_MODES changes the modes).
+# (SELECT_MODES changes the modes). `select_patience`: prior with gan.select=own_mmd and
+# gan.select_patience in PATIENCES (0, 2, 4), seeds PATIENCE_SEEDS (10-12: chosen on these,
+# reported on 0-2), at each budget in PATIENCE_BUDGETS (demo_long = 5x, demo_modes = demo).
 set -u -o pipefail
 OUT=${OUT:-runs/device_sweeps}
 PY=${PY:-python3}
@@ -84,13 +86,20 @@ for what in "${@:-hidden overlap dp dpsgd ascent}"; do
         sweep "$name" "$select_config" "--config.sweep.gan_modes=(${SELECT_MODES:-'prior', 'adversarial'})" \
           "--config.sweep.axes=(('gan.select', ('last', 'own_mmd')),)" \
           "--config.sweep.seeds=(0, 1, 2)" ;;
+      select_patience)
+        for budget in ${PATIENCE_BUDGETS:-demo_long demo_modes}; do
+          seeds=${PATIENCE_SEEDS:-10, 11, 12}
+          sweep "patience_${budget}_seeds${seeds//[^0-9]/_}" "$budget" "--config.sweep.gan_modes=('prior',)" \
+            --config.gan.select=own_mmd "--config.sweep.seeds=($seeds)" \
+            "--config.sweep.axes=(('gan.select_patience', (${PATIENCES:-0, 2, 4})),)"
+        done ;;
       fashion)  # one sweep per k, each packed as it ends; `sweep.py` over their merged
         for k in ${FASHION_KS:-2 1 3 5}; do  # runs/ only summarises (every run is done)
           sweep "fashion_k$k" fashion_mnist $FASHION "--config.sweep.label_counts=($k,)" \
             "--config.sweep.seeds=(0, 1, 2)"
         done ;;
       *)
-        echo "unknown sweep: $name (hidden overlap dp dpsgd ascent fashion_grid fashion select_long select_demo)" >&2
+        echo "unknown sweep: $name (hidden overlap dp dpsgd ascent fashion_grid fashion select_long select_demo select_patience)" >&2
         exit 2 ;;
     esac
   done

@@ -37,7 +37,14 @@ from fedgan_jax import attack, checks, federated, label_recovery, membership, tr
 from fedgan_jax.engine import apply_fn_of, classifier_trainer, over_runs, resolve_run_batching
 from fedgan_jax.engine import clients_per_round as engine_clients_per_round
 from fedgan_jax.errors import NonFiniteError
-from fedgan_jax.state import AdversaryKeys, AdversaryState, Snapshots, put_row, round_key
+from fedgan_jax.state import (
+    AdversaryKeys,
+    AdversaryState,
+    Snapshots,
+    plateau_restores,
+    put_row,
+    round_key,
+)
 from fedgan_jax.types import Config
 from fedgan_jax.uploads import UPLOADS, AscentInputs, FakeInputs  # noqa: F401
 from fedgan_jax.view import AdversaryView, adversary_view  # noqa: F401  (re-exported)
@@ -88,6 +95,7 @@ class Plan:
     clients_per_round: int = 0
     learning_rate: tuple[float, str, float] = (0.0, "constant", 0.0)  # base, schedule, final
     select_every: int = 0  # gan.select=own_mmd: rounds between generator checks (0: last)
+    select_patience: int = 0  # checks without a better score before a restore (0: never)
 
     def runs(self, attack_name: str) -> bool:
         return attack_name in self.attacks
@@ -125,6 +133,7 @@ class Plan:
                 config.fl.lr_final_fraction,
             ),
             select_every=g.select_every if g.select == "own_mmd" else 0,
+            select_patience=g.select_patience if g.select == "own_mmd" else 0,
         )
 
     def learning_rate_at(self, t: int) -> float:
@@ -421,24 +430,39 @@ def _generator_step(program, plan, state, params, t, active, *, view, keys) -> A
     )
     every = plan.select_every
     if every and (t % every == 0 or t == plan.rounds):
-        state = _select_generator(program, state, t, active, view=view, keys=keys)
+        state = _select_generator(program, plan, state, t, active, view=view, keys=keys)
     return state
 
 
-def _select_generator(program, state: AdversaryState, t, active, *, view, keys) -> AdversaryState:
+def _select_generator(
+    program, plan: Plan, state: AdversaryState, t, active, *, view, keys
+) -> AdversaryState:
     """gan.select=own_mmd: keep the generator if its own-class MMD (same latents and
-    records at every check) is the lowest so far."""
+    records at every check) is the lowest so far. With gan.select_patience P, the P-th
+    (2P-th, ...) check in a row without a better score restores the kept generator and
+    halves its learning rate (`state.plateau_restores`); its Adam moments and the critic
+    carry on."""
     score = np.asarray(program.gan_score(state.gan.generator, view, keys.select))
     score = np.where(active, score, np.nan)
     better = jnp.asarray(score < state.gan_kept_score)  # nan is never better
 
-    def pick(new, old):
-        return jnp.where(better.reshape(-1, *(1,) * (new.ndim - 1)), new, old)
+    def where(mask):
+        def pick(new, old):
+            return jnp.where(mask.reshape(-1, *(1,) * (new.ndim - 1)), new, old)
 
-    return state.replace(
-        gan_kept=jax.tree.map(pick, state.gan.generator, state.gan_kept),
-        generator_score=put_row(state.generator_score, t, score),
-    )
+        return pick
+
+    kept = jax.tree.map(where(better), state.gan.generator, state.gan_kept)
+    scores = put_row(state.generator_score, t, score)
+    gan = state.gan
+    restore = plateau_restores(np.asarray(scores), plan.select_patience)[:, t - 1]
+    if restore.any():
+        restore = jnp.asarray(restore)
+        gan = gan.replace(
+            generator=jax.tree.map(where(restore), kept, gan.generator),
+            lr_scale=jnp.where(restore, 0.5 * gan.lr_scale, gan.lr_scale),
+        )
+    return state.replace(gan=gan, gan_kept=kept, generator_score=scores)
 
 
 def label_scores(logits, victim_labels) -> tuple[np.ndarray, np.ndarray]:

@@ -152,6 +152,7 @@ def check_config(g, *, rounds: int, uses_gan: bool = True) -> dict[str, float]:
     checks.integer("gan.figure_per_class", g.figure_per_class, 1)
     checks.choice("gan.select", g.select, SELECTIONS)
     checks.integer("gan.select_every", g.select_every, 1)
+    checks.integer("gan.select_patience", g.select_patience, 0)
     return weights
 
 
@@ -162,6 +163,9 @@ class GanState:
     critic: Params | None  # the student (adversarial) or real/fake discriminator (prior)
     critic_opt: Any
     steps: jax.Array  # optax steps taken so far
+    # Factor on the generator's Adam updates (its learning rate): gan.select_patience
+    # halves it at each restore of the kept generator (adversary._select_generator).
+    lr_scale: jax.Array = 1.0
 
 
 @struct.dataclass
@@ -266,6 +270,7 @@ def _init(spec: TrainerSpec, key, view: AdversaryView) -> GanState:
         critic=critic_params,
         critic_opt=critic_opt,
         steps=jnp.zeros((), jnp.int32),
+        lr_scale=jnp.ones((), jnp.float32),
     )
 
 
@@ -345,6 +350,7 @@ def _step(spec: TrainerSpec, state: GanState, key, global_params, view):
         state.generator, state.critic, global_params, z, labels, w
     )
     updates, gen_opt = spec.generator_tx.update(grads, state.generator_opt, state.generator)
+    updates = jax.tree.map(lambda u: u * state.lr_scale, updates)
     state = state.replace(
         generator=optax.apply_updates(state.generator, updates),
         generator_opt=gen_opt,

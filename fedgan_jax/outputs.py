@@ -15,7 +15,7 @@ import numpy as np
 
 from fedgan_jax import config_lib, gan, io, partition, plots, privacy, protocols
 from fedgan_jax.engine import Setup, clients_per_round
-from fedgan_jax.state import STREAMS, RunState
+from fedgan_jax.state import STREAMS, RunState, plateau_restores
 from fedgan_jax.types import Config
 
 
@@ -55,11 +55,15 @@ def generator_selection(config: Config, adversary, r: int) -> dict[str, Any] | N
     if adversary.gan_kept_round is None:
         return None
     kept = int(adversary.gan_kept_round[r])
+    patience = config.gan.select_patience
+    restores = plateau_restores(np.asarray(adversary.generator_score)[r : r + 1], patience)[0]
     return {
         "rule": config.gan.select,
         "every": config.gan.select_every,
         "round": kept or None,
         "own_mmd": float(np.asarray(adversary.gan_kept_score)[r]) if kept else None,
+        "patience": patience,
+        "restored_at": [int(t) + 1 for t in np.flatnonzero(restores)],
     }
 
 

@@ -139,6 +139,25 @@ class AdversaryState:
         return np.where(np.isfinite(best.min(axis=1)), best.argmin(axis=1) + 1, 0)
 
 
+def plateau_restores(score: np.ndarray, patience: int) -> np.ndarray:
+    """[R, T] bool: the checks (non-nan entries of `score`) at which gan.select_patience
+    restores the kept generator: the patience-th, 2 x patience-th, ... check in a row
+    without a new lowest score. All False for patience 0."""
+    score = np.asarray(score)
+    out = np.zeros(score.shape, bool)
+    if patience <= 0:
+        return out
+    best = np.full(score.shape[0], np.inf)
+    since = np.zeros(score.shape[0], np.int64)
+    for t in range(score.shape[1]):
+        checked = ~np.isnan(score[:, t])
+        improved = checked & (score[:, t] < best)
+        best = np.where(improved, score[:, t], best)
+        since = np.where(improved, 0, since + checked)
+        out[:, t] = checked & ~improved & (since % patience == 0)
+    return out
+
+
 @struct.dataclass
 class EvalLog:
     accuracy: jax.Array  # [R, T] main-task accuracy on the test split

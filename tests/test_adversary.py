@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from fedgan_jax import adversary as adv
-from fedgan_jax import models
+from fedgan_jax import models, outputs
 from fedgan_jax.partition import ClientData
 from fedgan_jax.simulation import gan_trainer
-from fedgan_jax.state import derive_keys
+from fedgan_jax.state import derive_keys, plateau_restores
 from tests.conftest import tiny_config
 
 RUNS = 2
@@ -142,6 +142,60 @@ def test_own_mmd_keeps_the_generator_of_its_best_check(setting):
             pool_y=jnp.zeros(4, jnp.int32),
         )
     jax.tree.map(np.testing.assert_array_equal, drawn.value.args[0], state.gan_kept)
+
+
+def test_plateau_restores_every_patience_checks_without_a_better_score():
+    nan = np.nan
+    score = np.array(
+        [
+            [3, 1, nan, 2, 2, 2, 2, 0.5, 4, 4],
+            [1, 2, 3, 4, 5, 6, 7, nan, nan, nan],
+        ]
+    )
+    want = np.zeros(score.shape, bool)
+    want[0, [4, 6, 9]] = True  # 2nd and 4th check after the 1; 2nd after the 0.5
+    want[1, [2, 4, 6]] = True
+    np.testing.assert_array_equal(plateau_restores(score, 2), want)
+    assert not plateau_restores(score, 0).any()
+    np.testing.assert_array_equal(plateau_restores(score, 3)[1], np.isin(np.arange(10), [3, 6]))
+
+
+def test_own_mmd_patience_restores_the_kept_generator_at_half_the_step(setting):
+    """gan.select_patience=2: the second check in a row without a better score puts the
+    kept generator back (per run) and halves that run's generator learning rate; the
+    next round trains on from it; results.json's generator_selection lists the round."""
+    config, program, view, keys, params = setting
+    plan = dataclasses.replace(
+        adv.Plan.from_config(config),
+        trigger="round",
+        trigger_round=1,
+        select_every=1,
+        select_patience=2,
+    )
+    scores = iter([[1.0, 5.0], [2.0, 4.0], [3.0, 6.0], [0.5, 7.0]])
+    program = program._replace(gan_score=lambda *_: jnp.asarray(next(scores)))
+    state = adv.init_state(program, plan, params[0], view, keys, grid_shape=(10, 2, 28, 28, 1))
+    generators, scales = [], []
+    for t in range(1, 5):
+        state = adv.observe(
+            program, plan, state, params[t], np.zeros(RUNS), t, view=view, keys=keys
+        )
+        generators.append(state.gan.generator)
+        scales.append(np.asarray(state.gan.lr_scale).tolist())
+    assert scales == [[1, 1], [1, 1], [0.5, 1], [0.5, 0.5]]
+
+    def same(a, b, run):
+        pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+        return all(np.array_equal(x[run], y[run]) for x, y in pairs)
+
+    assert same(generators[2], generators[0], 0)  # round 3: run 0 back to round 1's
+    assert not same(generators[2], generators[1], 0)
+    assert not same(generators[3], generators[0], 0)  # and trains on from it
+    assert same(generators[3], generators[1], 1)  # round 4: run 1 back to round 2's
+    np.testing.assert_array_equal(state.gan_kept_round, [4, 2])
+    config.gan.select, config.gan.select_patience = "own_mmd", 2
+    rounds = [outputs.generator_selection(config, state, r)["restored_at"] for r in range(RUNS)]
+    assert rounds == [[3], [4]]
 
 
 def test_fired_rules():

@@ -293,6 +293,22 @@ def test_gradient_reaches_generator_only(frozen):
     assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
 
 
+def test_lr_scale_scales_the_generators_step(frozen):
+    """GanState.lr_scale (halved at each gan.select_patience restore) multiplies the
+    generator's Adam step: the same step at scale 0.5 moves every weight half as far."""
+    clf, params, view = frozen
+    trainer = _trainer(clf, "paper", steps_per_round=1)
+    state = trainer.init(jax.random.key(2), view)
+    full, _ = trainer.update(state, params, view, jax.random.key(3))
+    halved_state = state.replace(lr_scale=jnp.float32(0.5))
+    half, _ = trainer.update(halved_state, params, view, jax.random.key(3))
+    moved = jax.tree.leaves(jax.tree.map(lambda a, b: a - b, full.generator, state.generator))
+    halved = jax.tree.leaves(jax.tree.map(lambda a, b: a - b, half.generator, state.generator))
+    assert max(float(jnp.abs(m).max()) for m in moved) > 0
+    for m, h in zip(moved, halved, strict=True):
+        np.testing.assert_allclose(h, 0.5 * m, rtol=1e-4, atol=1e-7)
+
+
 def test_entropy_term_is_largest_for_uniform_histogram():
     w = jnp.ones(4)
     uniform = jnp.full((4, 4), 0.25)
