@@ -8,8 +8,10 @@ with the same attack-classifier recipe as `demo_modes.py` (soft labels, 500 gene
 samples per class), and D_gen drawn from the generator the adversary selects without any
 label of the victim's classes: every 5 rounds it scores its generator on its *own*
 classes (pixel-space MMD of 64 samples against 64 of its own records per class,
-`gan.own_class_mmd`) and keeps the best (`gan.select=own_mmd`). The last generator
-(`--config.gan.select=last`) is the collapse the README shows.
+`gan.own_class_mmd`) and keeps the best (`gan.select=own_mmd`); after 4 checks in a row
+without a better score it restores the kept generator and halves its learning rate
+(`gan.select_patience=4`, chosen on seeds 10-12, README "A generator mode that holds").
+The last generator (`--config.gan.select=last`) is the collapse the README shows.
 """
 
 from configs import demo_modes
@@ -21,6 +23,7 @@ def get_config():
     c.gan.mode = "prior"
     c.gan.select = "own_mmd"
     c.gan.select_every = 5
+    c.gan.select_patience = 4
     c.fl.rounds = 300
     c.gan.steps_per_round = 20
     c.gan.figure_rounds = (150,)
