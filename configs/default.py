@@ -142,6 +142,10 @@ def get_config() -> ml_collections.ConfigDict:
     # them from the global models' last-layer change (fedgan_jax/label_recovery.py) and
     # runs every attack with the recovered victim set. Needs upload=honest.
     c.adversary.knows_declarations = True
+    # Rounds between its measurements of the global model on its own records (the
+    # own_accuracy trigger and metrics.csv's adversary_own_accuracy; nan in between, and
+    # the trigger can fire only on measured rounds); the last round is always measured.
+    c.adversary.own_eval_every = 1
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = 10  # rounds between checkpoints (0: never)

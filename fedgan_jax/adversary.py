@@ -58,6 +58,7 @@ def check_config(section, rounds: int, attacks: tuple[str, ...] = ()) -> None:
     every = checks.integer("adversary.snapshot_every", section.snapshot_every, 0, rounds)
     if "trajectory" in attacks and not every:
         checks.fail("adversary.snapshot_every", every, "the trajectory attack needs snapshots")
+    checks.integer("adversary.own_eval_every", section.own_eval_every, 1)
     uploads.check_config(section, rounds, attacks)
     knows = checks.boolean("adversary.knows_declarations", section.knows_declarations)
     if not knows and section.upload != "honest":
@@ -96,6 +97,7 @@ class Plan:
     learning_rate: tuple[float, str, float] = (0.0, "constant", 0.0)  # base, schedule, final
     select_every: int = 0  # gan.select=own_mmd: rounds between generator checks (0: last)
     select_patience: int = 0  # checks without a better score before a restore (0: never)
+    own_eval_every: int = 1  # rounds between its own-accuracy measurements (and the last)
 
     def runs(self, attack_name: str) -> bool:
         return attack_name in self.attacks
@@ -134,6 +136,7 @@ class Plan:
             ),
             select_every=g.select_every if g.select == "own_mmd" else 0,
             select_patience=g.select_patience if g.select == "own_mmd" else 0,
+            own_eval_every=config.adversary.own_eval_every,
         )
 
     def learning_rate_at(self, t: int) -> float:
@@ -393,7 +396,10 @@ def observe(
     state = state.replace(latest=params, last_update_norm=norm)
     state = _keep_snapshot(program, plan, state, params, t)
     state = _watch(program, plan, state, params, t, pool_x, pool_y)
-    own = program.own_accuracy(params, view)
+    if t % plan.own_eval_every == 0 or t == plan.rounds:
+        own = np.asarray(program.own_accuracy(params, view))
+    else:  # not measured this round: nan, which never fires the own_accuracy trigger
+        own = np.full(state.own_accuracy.shape[0], np.nan, np.float32)
     start = np.asarray(state.gan_start)
     start = np.where((start == 0) & fired(plan, announced_accuracy, own, t), t, start)
     state = state.replace(

@@ -81,6 +81,31 @@ def test_observe_keeps_the_latest_model_and_every_kth_snapshot(setting):
     assert np.isfinite(own).all() and ((own >= 0) & (own <= 1)).all()
 
 
+def test_own_eval_every_measures_on_its_rounds_and_the_last_only(setting):
+    """adversary.own_eval_every=3 over 4 rounds: its own accuracy is measured in rounds 3
+    and 4 (the last) and nan elsewhere, where the own_accuracy trigger cannot fire."""
+    config, program, *_ = setting
+    calls = []
+
+    def measured(params, view):
+        calls.append(1)
+        return jnp.full(RUNS, 0.99)
+
+    plan = dataclasses.replace(
+        adv.Plan.from_config(config),
+        trigger="own_accuracy",
+        trigger_accuracy=0.5,
+        own_eval_every=3,
+    )
+    state = _observe_all(
+        (config, program._replace(own_accuracy=measured), *setting[2:]), plan, np.zeros((4, RUNS))
+    )
+    own = np.asarray(state.own_accuracy)
+    np.testing.assert_array_equal(np.isfinite(own), [[False, False, True, True]] * RUNS)
+    assert len(calls) == 2
+    np.testing.assert_array_equal(state.gan_start, [3, 3])
+
+
 def test_accuracy_trigger_fires_per_run_on_the_announcement(setting):
     config, *_ = setting
     plan = dataclasses.replace(
