@@ -424,26 +424,6 @@ def _sweep_records(emit, runs_list, rounds):
             )
 
 
-def _cpu():
-    """The CPU model and the instruction-set flags that change float results and speed."""
-    import platform
-
-    info = {"machine": platform.machine(), "model": platform.processor()}
-    try:
-        text = open("/proc/cpuinfo").read()
-    except OSError:
-        return info
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-            info["model"] = value.strip()
-        if key.strip() == "flags":
-            wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-            info["isa"] = [f for f in wanted if f in value.split()]
-            break
-    return info
-
-
 def _torch_records(emit, counts, threads):
     """The PyTorch rows: `torch_baseline.py` in a subprocess, each variant at each count."""
     import subprocess
@@ -502,6 +482,8 @@ def main(argv):
     del argv
     import jax
 
+    from fedgan_jax.outputs import cpu_info
+
     counts = [int(n) for n in _CLIENTS.value]
     out = {
         "backend": jax.default_backend(),
@@ -510,7 +492,7 @@ def main(argv):
         "batch_size": _BATCH.value,
         "records_per_client": _RECORDS.value,
         "repeats": _REPEATS.value,
-        "cpu": _cpu(),
+        "cpu": cpu_info(),
         "records": [],
     }
     out["sgemm_gflops"] = _sgemm_gflops()

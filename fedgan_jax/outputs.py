@@ -19,12 +19,32 @@ from fedgan_jax.state import STREAMS, RunState, plateau_restores
 from fedgan_jax.types import Config
 
 
+def cpu_info() -> dict[str, Any]:
+    """The CPU model and the instruction-set flags that change float results and speed."""
+    info: dict[str, Any] = {"machine": platform.machine(), "model": platform.processor()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return info
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            info["model"] = value.strip()
+        if key.strip() == "flags":
+            wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+            info["isa"] = [f for f in wanted if f in value.split()]
+            break
+    return info
+
+
 def _environment() -> dict[str, Any]:
     return {
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "devices": jax.device_count(),
         "python": platform.python_version(),
+        "cpu": cpu_info(),
     }
 
 

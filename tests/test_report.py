@@ -203,3 +203,25 @@ def test_lever_table_ratios_to_the_first_baseline_and_failed_levers_kept():
     assert lines[3] == "| xnnpack | XNNPACK | 1,500 (1.50x) | 1,000 (0.50x) |"
     assert lines[4] == "| onednn | oneDNN (Unknown flag) | failed | failed |"
     assert lines[5] == "| baseline | as shipped | 900 (0.90x) | 2,100 (1.05x) |"
+
+
+def test_step_levers_compute_the_engines_function():
+    """experiments/step_levers.py: every rewritten network (max-pool before ReLU, the
+    input gradient as a convolution, donated buffers) ends its steps at the engine's
+    parameters, up to float rounding; a wrong rewrite (a bad custom VJP) would not."""
+    import re
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "experiments/step_levers.py", "--steps=3", "--repeats=1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    rows = re.findall(
+        r"^\| (\w+) \| [\d.]+ \| [\d,]+ \| [\d.]+ \| ([\d.e+-]+) \|$", done.stdout, re.M
+    )
+    assert [name for name, _ in rows] == ["engine", "pool_then_relu", "dx_as_conv", "donated"]
+    assert all(float(diff) < 1e-5 for _, diff in rows), rows

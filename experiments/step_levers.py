@@ -1,0 +1,168 @@
+"""Model-level speed levers for one client's local training (issue 16, item 2).
+
+    python experiments/step_levers.py [--steps=20] [--repeats=7]
+
+`experiments/levers.py` varies XLA's flags around the whole round; this varies how the
+Table II MNIST network itself is written, on the part that dominates the round: one
+client's ``--steps`` SGD minibatches of 64 in one jitted `lax.scan`. Variants:
+
+* ``engine``: `models.MnistCNN` as it ships (im2col convolutions, ReLU then max-pool);
+* ``pool_then_relu``: max-pool before ReLU (the same function: ReLU is monotone), so
+  the ReLU and its mask touch a quarter of the elements;
+* ``dx_as_conv``: the second convolution's input gradient as one im2col matmul of the
+  padded output gradient with the flipped kernel (`jax.custom_vjp`), in place of the
+  transpose of im2col's 25 slices (25 pads and adds);
+* ``donated``: the engine's network with the parameters' buffers donated to the step.
+
+All variants run the same steps from the same parameters, interleaved, medians of
+``--repeats`` calls; it prints each one's largest parameter difference from ``engine``
+after the steps (0 or float rounding: the same function) and its speed ratio.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+from flax import linen as nn  # noqa: E402
+
+from fedgan_jax import models  # noqa: E402
+from fedgan_jax.outputs import cpu_info  # noqa: E402
+
+_STEPS = flags.DEFINE_integer("steps", 20, "Local SGD steps per timed call.")
+_REPEATS = flags.DEFINE_integer("repeats", 7, "Timed calls per variant (median).")
+BATCH = 64
+
+
+def conv_dx_as_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """`models.conv_im2col` whose input gradient is itself an im2col convolution."""
+
+    @jax.custom_vjp
+    def conv(x, kernel):
+        return models.conv_im2col(x, kernel)
+
+    def forward(x, kernel):
+        return models.conv_im2col(x, kernel), (x, kernel)
+
+    def backward(saved, g):
+        x, kernel = saved
+        kh, kw, cin, cout = kernel.shape
+        oh, ow = g.shape[-3], g.shape[-2]
+        patches = jnp.concatenate(
+            [x[..., i : i + oh, j : j + ow, :] for i in range(kh) for j in range(kw)], axis=-1
+        )
+        dk = patches.reshape(-1, kh * kw * cin).T @ g.reshape(-1, cout)
+        pads = [(0, 0)] * (g.ndim - 3) + [(kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)]
+        flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)
+        return models.conv_im2col(jnp.pad(g, pads), flipped), dk.reshape(kernel.shape)
+
+    conv.defvjp(forward, backward)
+    return conv(x, kernel)
+
+
+class _Conv(nn.Module):
+    """`models.Conv` ('VALID', im2col) with a choice of the input gradient."""
+
+    features: int
+    dx_as_conv: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        shape = (5, 5, x.shape[-1], self.features)
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), shape)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        conv = conv_dx_as_conv if self.dx_as_conv else models.conv_im2col
+        return conv(x, kernel) + bias
+
+
+class Variant(nn.Module):
+    """Table II MNIST, the parameter tree of `models.MnistCNN`, written another way."""
+
+    pool_then_relu: bool = False
+    dx_as_conv: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        for name, width, custom in (("Conv_0", 16, False), ("Conv_1", 32, self.dx_as_conv)):
+            y = _Conv(width, dx_as_conv=custom, name=name)(x)
+            if self.pool_then_relu:
+                x = nn.relu(models.max_pool_2x2(y))
+            else:
+                x = models.max_pool_2x2(nn.relu(y))
+        x = nn.relu(nn.Dense(1000)(x.reshape(x.shape[0], -1)))
+        return nn.Dense(10)(x)
+
+
+def local_training(module: nn.Module, donate: bool = False):
+    """``steps`` SGD minibatches (lr 0.05) in one jitted scan: a client's local update."""
+
+    def loss(params, x, y):
+        logits = module.apply({"params": params}, x)
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1))
+
+    def train(params, xs, ys):
+        def step(params, batch):
+            grads = jax.grad(loss)(params, *batch)
+            return jax.tree.map(lambda p, g: p - 0.05 * g, params, grads), None
+
+        return jax.lax.scan(step, params, (xs, ys))[0]
+
+    return jax.jit(train, donate_argnums=(0,) if donate else ())
+
+
+VARIANTS = {
+    "engine": (models.MnistCNN(conv_impl="im2col"), False),
+    "pool_then_relu": (Variant(pool_then_relu=True), False),
+    "dx_as_conv": (Variant(dx_as_conv=True), False),
+    "donated": (models.MnistCNN(conv_impl="im2col"), True),
+}
+
+
+def main(argv):
+    del argv
+    key = jax.random.key(0)
+    xs = jax.random.normal(key, (_STEPS.value, BATCH, 28, 28, 1))
+    ys = jax.random.randint(key, (_STEPS.value, BATCH), 0, 10)
+    params = models.init_params(VARIANTS["engine"][0], key, xs[0])
+    copy = jax.jit(lambda p: jax.tree.map(jnp.copy, p))
+    train = {name: local_training(m, donate) for name, (m, donate) in VARIANTS.items()}
+    final = {name: fn(copy(params), xs, ys) for name, fn in train.items()}
+    times = {name: [] for name in train}
+    for _ in range(_REPEATS.value):
+        for name, fn in train.items():
+            start = copy(params)
+            jax.block_until_ready(start)
+            tic = time.perf_counter()
+            jax.block_until_ready(fn(start, xs, ys))
+            times[name].append(time.perf_counter() - tic)
+    cpu = cpu_info()
+    print(
+        f"CPU: {cpu['model']} ({', '.join(cpu.get('isa', []))}), jax {jax.__version__}, "
+        f"{_STEPS.value} steps of {BATCH}, medians of {_REPEATS.value}"
+    )
+    base = np.median(times["engine"])
+    print("| variant | ms per client | samples/s | ratio to engine | max param diff |")
+    print("|---|---|---|---|---|")
+    for name, t in times.items():
+        diff = max(
+            float(jnp.abs(a - b).max())
+            for a, b in zip(
+                jax.tree.leaves(final["engine"]), jax.tree.leaves(final[name]), strict=True
+            )
+        )
+        med = np.median(t)
+        print(
+            f"| {name} | {med * 1e3:.1f} | {_STEPS.value * BATCH / med:,.0f} | "
+            f"{base / med:.3f} | {diff:.1e} |"
+        )
+
+
+if __name__ == "__main__":
+    app.run(main)
