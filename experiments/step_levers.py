@@ -6,9 +6,10 @@
 Table II MNIST network itself is written, on the part that dominates the round: one
 client's ``--steps`` SGD minibatches of 64 in one jitted `lax.scan`. Variants:
 
-* ``engine``: `models.MnistCNN` as it ships (im2col convolutions, ReLU then max-pool);
-* ``pool_then_relu``: max-pool before ReLU (the same function: ReLU is monotone), so
-  the ReLU and its mask touch a quarter of the elements;
+* ``engine``: `models.MnistCNN` as it ships (im2col convolutions, max-pool then ReLU:
+  the ReLU and its mask touch a quarter of the elements);
+* ``relu_then_pool``: ReLU before max-pool, the order of Table II and of the engine
+  before this measurement (the same function: ReLU is monotone);
 * ``dx_as_conv``: the second convolution's input gradient as one im2col matmul of the
   padded output gradient with the flipped kernel (`jax.custom_vjp`), in place of the
   transpose of im2col's 25 slices (25 pads and adds);
@@ -85,17 +86,17 @@ class _Conv(nn.Module):
 class Variant(nn.Module):
     """Table II MNIST, the parameter tree of `models.MnistCNN`, written another way."""
 
-    pool_then_relu: bool = False
+    relu_then_pool: bool = False
     dx_as_conv: bool = False
 
     @nn.compact
     def __call__(self, x):
         for name, width, custom in (("Conv_0", 16, False), ("Conv_1", 32, self.dx_as_conv)):
             y = _Conv(width, dx_as_conv=custom, name=name)(x)
-            if self.pool_then_relu:
-                x = nn.relu(models.max_pool_2x2(y))
-            else:
+            if self.relu_then_pool:
                 x = models.max_pool_2x2(nn.relu(y))
+            else:
+                x = nn.relu(models.max_pool_2x2(y))
         x = nn.relu(nn.Dense(1000)(x.reshape(x.shape[0], -1)))
         return nn.Dense(10)(x)
 
@@ -119,7 +120,7 @@ def local_training(module: nn.Module, donate: bool = False):
 
 VARIANTS = {
     "engine": (models.MnistCNN(conv_impl="im2col"), False),
-    "pool_then_relu": (Variant(pool_then_relu=True), False),
+    "relu_then_pool": (Variant(relu_then_pool=True), False),
     "dx_as_conv": (Variant(dx_as_conv=True), False),
     "donated": (models.MnistCNN(conv_impl="im2col"), True),
 }

@@ -206,7 +206,7 @@ def test_lever_table_ratios_to_the_first_baseline_and_failed_levers_kept():
 
 
 def test_step_levers_compute_the_engines_function():
-    """experiments/step_levers.py: every rewritten network (max-pool before ReLU, the
+    """experiments/step_levers.py: every rewritten network (ReLU before max-pool, the
     input gradient as a convolution, donated buffers) ends its steps at the engine's
     parameters, up to float rounding; a wrong rewrite (a bad custom VJP) would not."""
     import re
@@ -223,5 +223,5 @@ def test_step_levers_compute_the_engines_function():
     rows = re.findall(
         r"^\| (\w+) \| [\d.]+ \| [\d,]+ \| [\d.]+ \| ([\d.e+-]+) \|$", done.stdout, re.M
     )
-    assert [name for name, _ in rows] == ["engine", "pool_then_relu", "dx_as_conv", "donated"]
+    assert [name for name, _ in rows] == ["engine", "relu_then_pool", "dx_as_conv", "donated"]
     assert all(float(diff) < 1e-5 for _, diff in rows), rows
