@@ -248,6 +248,8 @@ def init_state(
         )
     grid = jnp.zeros((runs, *grid_shape), jnp.float32)
     gan_state = program.gan_init(keys.gan_init, view)
+    if plan.select_patience:  # its restores halve the generator's learning rate
+        gan_state = gan_state.replace(lr_scale=jnp.ones(runs, jnp.float32))
     selects = plan.select_every > 0
     return AdversaryState(
         latest=params,

@@ -163,9 +163,10 @@ class GanState:
     critic: Params | None  # the student (adversarial) or real/fake discriminator (prior)
     critic_opt: Any
     steps: jax.Array  # optax steps taken so far
-    # Factor on the generator's Adam updates (its learning rate): gan.select_patience
-    # halves it at each restore of the kept generator (adversary._select_generator).
-    lr_scale: jax.Array = 1.0
+    # Factor on the generator's Adam updates (its learning rate), only with
+    # gan.select_patience, which halves it at each restore of the kept generator
+    # (adversary._select_generator); None: no factor, the step's arithmetic untouched.
+    lr_scale: jax.Array | None = None
 
 
 @struct.dataclass
@@ -270,7 +271,6 @@ def _init(spec: TrainerSpec, key, view: AdversaryView) -> GanState:
         critic=critic_params,
         critic_opt=critic_opt,
         steps=jnp.zeros((), jnp.int32),
-        lr_scale=jnp.ones((), jnp.float32),
     )
 
 
@@ -350,7 +350,8 @@ def _step(spec: TrainerSpec, state: GanState, key, global_params, view):
         state.generator, state.critic, global_params, z, labels, w
     )
     updates, gen_opt = spec.generator_tx.update(grads, state.generator_opt, state.generator)
-    updates = jax.tree.map(lambda u: u * state.lr_scale, updates)
+    if state.lr_scale is not None:
+        updates = jax.tree.map(lambda u: u * state.lr_scale, updates)
     state = state.replace(
         generator=optax.apply_updates(state.generator, updates),
         generator_opt=gen_opt,
