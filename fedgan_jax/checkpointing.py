@@ -34,7 +34,7 @@ class Checkpointer:
     """Saves every `every` rounds (and the last round) under `directory`; keeps `keep`."""
 
     def __init__(
-        self, directory: str, *, every: int, keep: int, last_round: int, writer: bool = True
+        self, directory: str, *, every: int, keep: int | None, last_round: int, writer: bool = True
     ):
         self.every = every if writer else 0  # a reader (not process 0) restores, never saves
         self.last_round = last_round
@@ -83,9 +83,14 @@ class Checkpointer:
         self.saved = t
         return True
 
-    def restore(self, target: RunState) -> RunState:
-        """The latest checkpoint, shaped like `target` (a fresh initial state)."""
-        step = self.manager.latest_step()
+    def rounds(self) -> list[int]:
+        """The rounds of the checkpoints on disk, in order."""
+        return sorted(self.manager.all_steps())
+
+    def restore(self, target: RunState, step: int | None = None) -> RunState:
+        """The checkpoint of round `step` (None: the latest), shaped like `target` (a fresh
+        initial state)."""
+        step = self.manager.latest_step() if step is None else step
         if jax.process_count() == 1:
             return self.manager.restore(step, args=ocp.args.StandardRestore(target))
         restored = self.manager.restore(step, args=ocp.args.StandardRestore(_host(target)))

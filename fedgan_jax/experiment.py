@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from fedgan_jax import config_lib, data, distributed, outputs, preflight
 from fedgan_jax.adversary import adversary_view
-from fedgan_jax.checkpointing import Checkpointer, claim_workdir
+from fedgan_jax.checkpointing import CONFIG_FILE, Checkpointer, claim_workdir
 from fedgan_jax.engine import (
     RunSpec,
     Setup,
@@ -36,7 +36,7 @@ from fedgan_jax.engine import (
     prepare,
     run_of,
 )
-from fedgan_jax.errors import FedGanError, Interrupted, StorageError
+from fedgan_jax.errors import FedGanError, Interrupted, StorageError, WorkdirError
 from fedgan_jax.simulation import (
     Engine,
     attack_phase,
@@ -288,6 +288,48 @@ def _resume(config: Config, checkpoint_dir: str, state: RunState, where: str, pr
             logging.info(line)
         state = ckpt.restore(state)
     return ckpt, state, resumed_from
+
+
+class Saved(NamedTuple):
+    """A run's checkpoints read back (`read_back`), with what recomputing on them needs."""
+
+    engine: Engine
+    setup: Setup
+    view: Any  # the adversary's view
+    keys: Any  # simulation.Keys
+    checkpointer: Checkpointer
+    initial: RunState  # round 0, the shape every checkpoint restores into
+
+    def rounds(self) -> list[int]:
+        return self.checkpointer.rounds()
+
+    def state(self, t: int) -> RunState:
+        return self.checkpointer.restore(self.initial, t)
+
+
+def read_back(config: Config, workdir: str) -> Saved:
+    """The checkpoints of the run `config` wrote into `workdir`, refused (`WorkdirError`)
+    when the workdir holds another config. For analyses of a run's rounds after the fact
+    (experiments/selection_probe.py); keep ``checkpoint.keep`` large to keep every one."""
+    config_lib.validate(config)
+    config = config_lib.resolve(config)
+    dataset = load_data(config)
+    run = run_of(config)
+    deals = deal_runs(config, dataset, [run])
+    engine = build_engine(config, dataset, num_runs=1)
+    if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
+        raise WorkdirError(f"{workdir} holds no run ({CONFIG_FILE} is missing)")
+    claim_workdir(workdir, run.apply(config), resolved=engine.resolved)
+    setup = prepare(config, dataset, deals, [run], common_capacity(config, deals))
+    _, view, keys, state, _ = _start(engine, config, setup)
+    ckpt = Checkpointer(
+        os.path.join(workdir, "checkpoints"),
+        every=0,
+        keep=None,  # a reader deletes nothing
+        last_round=config.fl.rounds,
+        writer=False,
+    )
+    return Saved(engine, setup, view, keys, ckpt, state)
 
 
 def _write_all(config, setup: Setup, state, out, workdirs, tic, extra) -> list[dict]:

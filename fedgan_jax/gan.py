@@ -435,27 +435,35 @@ def mmd2(x: jax.Array, y: jax.Array) -> jax.Array:
 SELECT_SAMPLES = 64  # per class, generated and real, for own_class_mmd
 
 
-def own_class_mmd(spec: TrainerSpec, gen_params, view: AdversaryView, key) -> jax.Array:
+def own_class_mmd(spec: TrainerSpec, gen_params, view: AdversaryView, key, global_params=None):
     """How far G's samples of the adversary's *own* classes lie from its own records of
-    them: the pixel-space `mmd2` per own class (64 of each, drawn from `key`), averaged.
+    them: `mmd2` per own class (64 of each, drawn from `key`), averaged. In pixel space, or
+    with `global_params` in the feature space of the global model f (its penultimate layer,
+    the kind of embedding FID and KID measure in), where distances follow what f uses.
 
     A label-free check for the classes it cannot see: G is one class-conditional network,
     and collapse or drift shows on the classes where the adversary holds real records.
     """
     n, c = SELECT_SAMPLES, spec.num_classes
     gk, rk = jax.random.split(key)
-    fake = _images(spec, gen_params, gk, n).reshape(c, n, -1)
+    fake = _images(spec, gen_params, gk, n)
     capacity = view.own_y.shape[0]
     real_row = jnp.arange(capacity) < view.own_count
 
     def real(cls, k):
         mask = (view.own_y == cls) & real_row
         idx = jax.random.choice(k, capacity, (n,), p=mask / jnp.maximum(mask.sum(), 1))
-        return view.own_x[idx].reshape(n, -1), mask.any()
+        return view.own_x[idx], mask.any()
 
     real_x, held = jax.vmap(real)(jnp.arange(c), jax.random.split(rk, c))
+
+    def embed(x):  # [c, n, H, W, ch] -> [c, n, d]
+        if global_params is not None:
+            x = _f(spec, global_params, x.reshape(c * n, *spec.image_shape), with_features=True)[1]
+        return x.reshape(c, n, -1)
+
     own = jnp.take(view.declared, view.adversary, axis=-2) & held
-    per_class = jnp.where(own, jax.vmap(mmd2)(fake, real_x), 0.0)
+    per_class = jnp.where(own, jax.vmap(mmd2)(embed(fake), embed(real_x)), 0.0)
     return jnp.sum(per_class) / jnp.maximum(own.sum(), 1)
 
 

@@ -430,7 +430,7 @@ def test_own_class_mmd_reads_only_the_adversarys_own_classes():
         adversary=jnp.asarray(0),
     )
 
-    def spec_of(generate):
+    def spec_of(generate, classifier=None):
         class G:
             @staticmethod
             def apply(variables, z, labels):
@@ -441,7 +441,7 @@ def test_own_class_mmd_reads_only_the_adversarys_own_classes():
             image_shape=(4, 4, 1),
             num_classes=c,
             generator=G,
-            classifier=None,
+            classifier=classifier,
             critic=None,
             generator_tx=None,
             critic_tx=None,
@@ -472,3 +472,19 @@ def test_own_class_mmd_reads_only_the_adversarys_own_classes():
 
     same = float(gan.own_class_mmd(spec_of(faithful_victim_zero), None, view, key))
     assert same == pytest.approx(good, abs=1e-6)
+
+    # In f's feature space: f's features are the pixels times its params (a matrix).
+    class F:
+        @staticmethod
+        def apply(variables, x, with_features=False):
+            features = x.reshape(x.shape[0], -1) @ variables["params"]
+            return (features[:, :c], features) if with_features else features[:, :c]
+
+    def in_features(generate, w):
+        return float(gan.own_class_mmd(spec_of(generate, F), None, view, key, jnp.asarray(w)))
+
+    identity = np.eye(16, dtype=np.float32)  # features = pixels: the pixel-space scores
+    assert in_features(faithful, identity) == pytest.approx(good, rel=1e-5)
+    assert in_features(collapsed, identity) == pytest.approx(bad, rel=1e-5)
+    blind = np.zeros((16, 16), np.float32)  # f sees nothing: every generator looks right
+    assert in_features(collapsed, blind) == pytest.approx(0.0, abs=1e-6)

@@ -225,3 +225,52 @@ def test_step_levers_compute_the_engines_function():
     )
     assert [name for name, _ in rows] == ["engine", "relu_then_pool", "dx_as_conv", "donated"]
     assert all(float(diff) < 1e-5 for _, diff in rows), rows
+
+
+def test_selection_probe_reads_back_every_checked_generator(tmp_path):
+    """experiments/selection_probe.py on a finished run: the generator restored from each
+    checkpoint has the score the run logged at that check, and the pixel rule's pick is
+    the generator the run kept, with the run's own attack accuracy; a workdir of another
+    config is refused."""
+    import json
+    import subprocess
+    import sys
+
+    import pytest
+
+    from configs import demo
+    from fedgan_jax import experiment
+    from fedgan_jax.errors import WorkdirError
+
+    config_file = tmp_path / "probe_config.py"
+    config_file.write_text(
+        "from tests.conftest import tiny_config\n\n\n"
+        "def get_config():\n"
+        "    c = tiny_config()\n"
+        "    c.fl.rounds, c.gan.trigger_round = 5, 2\n"
+        "    c.gan.select, c.gan.select_every, c.checkpoint.keep = 'own_mmd', 1, 10\n"
+        "    return c\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        config = __import__("probe_config").get_config()
+    finally:
+        sys.path.remove(str(tmp_path))
+    workdir, out = str(tmp_path / "run"), tmp_path / "probe.json"
+    result = experiment.train_and_evaluate(config, workdir, progress=False)
+    subprocess.run(
+        [sys.executable, "experiments/selection_probe.py", f"--config={config_file}",
+         f"--workdir={workdir}", f"--json={out}"],
+        capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    probe = json.loads(out.read_text())
+    assert [r["round"] for r in probe["rows"]] == [2, 3, 4, 5]
+    for row in probe["rows"]:
+        assert row["pixel_mmd"] == pytest.approx(row["logged_pixel_mmd"], rel=1e-6)
+    assert len({r["pixel_mmd"] for r in probe["rows"]}) == 4  # four different generators
+    kept = probe["rules"]["pixel_mmd"]
+    assert kept["round"] == result["generator_selection"]["round"]
+    assert kept["attack_accuracy"] == pytest.approx(result["attack_model_accuracy"], abs=1e-9)
+    assert probe["rules"]["last"]["round"] == 5
+    with pytest.raises(WorkdirError, match="another experiment"):
+        experiment.read_back(demo.get_config(), workdir)

@@ -1,0 +1,128 @@
+"""Which generator each selection rule keeps, and how good its attack classifier really is.
+
+    python experiments/run.py --config=configs/demo_long.py --config.seed=10 \
+        --config.gan.select_patience=0 --config.checkpoint.every=5 \
+        --config.checkpoint.keep=1000 --workdir=runs/probe/seed10
+    python experiments/selection_probe.py --config=configs/demo_long.py --config.seed=10 \
+        --config.gan.select_patience=0 --config.checkpoint.every=5 \
+        --config.checkpoint.keep=1000 --workdir=runs/probe/seed10 --json=runs/probe/seed10.json
+
+Reads back every checkpoint of a finished run (the same config flags as its launch; a
+workdir of another config is refused). For the generator of each checkpoint round t after
+the generator started it computes what the adversary can compute, label-free, at that
+check: the own-class MMD (`gan.own_class_mmd`) in pixel space and in the feature space of
+the global model of round t, with the run's own selection keys. Then, as the experimenter,
+the accuracy on the real test split of the attack classifier that D_gen from that
+generator gives: labelled by the run's final global model, trained with the run's own
+attack keys, exactly as the run's attack phase does with the generator it keeps.
+
+It prints one row per round, and per rule (the lowest pixel score, the lowest feature
+score, the last generator) the round it keeps and that accuracy, beside the best round any
+rule could have kept (which needs the real labels: an upper bound, not an attack). With
+``gan.select_patience=0`` the rules do not change the run's trajectory, so each rule's row
+is what a run with that rule gives; the pixel rule's row must equal the run's own
+``attack_model_accuracy``, which the probe checks.
+"""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
+
+from absl import flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from experiments import launch  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "The run's config file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "The run's workdir (with its checkpoints).")
+_JSON = flags.DEFINE_string("json", None, "Also write the rows and the rules here.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+RULES = ("pixel_mmd", "feature_mmd", "last")
+
+
+def probe(config, workdir: str) -> dict:
+    import jax
+    import numpy as np
+
+    from fedgan_jax import experiment, models, simulation
+    from fedgan_jax.errors import WorkdirError
+
+    saved = experiment.read_back(config, workdir)
+    engine, view, keys = saved.engine, saved.view, saved.keys.adversary
+    ds = saved.setup.dataset
+    classifier = models.classifier(ds.spec, engine.resolved["conv_impl"])
+    trainer = simulation.gan_trainer(config, ds, classifier)
+    feature_score = jax.jit(jax.vmap(lambda g, p, v, k: trainer.own_mmd(g, v, k, p)))
+    if not saved.rounds():
+        raise WorkdirError(f"{workdir} holds no checkpoint")
+    final = saved.state(saved.rounds()[-1]).adversary
+    start = int(final.gan_start[0])
+    if not start:
+        raise WorkdirError(f"{workdir}: the run's generator never started, nothing to select")
+    test_x, test_y = jax.numpy.asarray(ds.test_x), np.asarray(ds.test_y)
+    logged = None if final.generator_score is None else np.asarray(final.generator_score)[0]
+    rows = []
+    for t in (t for t in saved.rounds() if t >= start):
+        adv = saved.state(t).adversary
+        gan_state = final.gan.replace(generator=adv.gan.generator)
+        dgen = engine.adversary.sample(gan_state, final.latest, view, keys.sample)
+        clf, _ = engine.adversary.fit_dgen(keys.attack, dgen)
+        logits = np.asarray(engine.adversary.pool_logits(clf, test_x))[0]
+        generator = adv.gan.generator
+        row = {
+            "round": t,
+            "pixel_mmd": float(engine.adversary.gan_score(generator, view, keys.select)[0]),
+            "feature_mmd": float(feature_score(generator, adv.latest, view, keys.select)[0]),
+            "logged_pixel_mmd": None if logged is None else float(logged[t - 1]),
+            "attack_accuracy": float((logits.argmax(-1) == test_y).mean()),
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return {"rows": rows, "rules": rules(rows), "run": run_record(workdir)}
+
+
+def rules(rows: list[dict]) -> dict:
+    """The round each rule keeps (the first lowest score) and its accuracy."""
+    picks = {
+        "pixel_mmd": min(rows, key=lambda r: r["pixel_mmd"]),
+        "feature_mmd": min(rows, key=lambda r: r["feature_mmd"]),
+        "last": rows[-1],
+        "best (needs real labels)": max(rows, key=lambda r: r["attack_accuracy"]),
+    }
+    return {k: {f: r[f] for f in ("round", "attack_accuracy")} for k, r in picks.items()}
+
+
+def run_record(workdir: str) -> dict:
+    path = os.path.join(workdir, "results.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        r = json.load(f)
+    return {
+        "attack_model_accuracy": r.get("attack_model_accuracy"),
+        "global_model_accuracy": r.get("global_model_accuracy"),
+        "kept_round": (r.get("generator_selection") or {}).get("round"),
+    }
+
+
+def main(argv):
+    del argv
+    out = launch.guarded(lambda: probe(_CONFIG.value, _WORKDIR.value))
+    run = out["run"]
+    print(
+        f"\n{_WORKDIR.value}: the run kept round {run.get('kept_round')}, attack classifier "
+        f"{run.get('attack_model_accuracy')}, global model {run.get('global_model_accuracy')}"
+    )
+    print("| rule | round kept | attack classifier accuracy |\n|---|---|---|")
+    for name, pick in out["rules"].items():
+        print(f"| {name} | {pick['round']} | {pick['attack_accuracy']:.3f} |")
+    if _JSON.value:
+        with open(_JSON.value, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    launch.run(main, configs=("config",))
