@@ -94,10 +94,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.gan.filter_target = True  # keep only samples f assigns to their target class
     # Which generator D_gen comes from: last (the paper) | own_mmd (every select_every
     # rounds it keeps the generator whose samples of its *own* classes lie closest, by
-    # pixel-space MMD, to its own records: a label-free guard against collapse).
+    # pixel-space MMD, to its own records: a label-free guard against collapse) |
+    # own_feature_mmd (the same MMD in the penultimate features of the global model).
     c.gan.select = "last"
     c.gan.select_every = 5
-    # own_mmd only: after this many checks in a row without a better score, the adversary
+    # Either MMD rule: after this many checks in a row without a better score, the adversary
     # restores the kept generator and halves its learning rate (0: never; a label-free
     # reduce-on-plateau that keeps training from the best point at a smaller step).
     c.gan.select_patience = 0

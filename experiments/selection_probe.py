@@ -20,8 +20,10 @@ It prints one row per round, and per rule (the lowest pixel score, the lowest fe
 score, the last generator) the round it keeps and that accuracy, beside the best round any
 rule could have kept (which needs the real labels: an upper bound, not an attack). With
 ``gan.select_patience=0`` the rules do not change the run's trajectory, so each rule's row
-is what a run with that rule gives; the pixel rule's row must equal the run's own
-``attack_model_accuracy``, which the probe checks.
+is what a run with that rule gives. Each row also carries the score the run itself logged
+at that check (``logged_score``, under the run's own ``gan.select``): it equals the
+recomputed score of that rule, and that rule's pick is the run's ``attack_model_accuracy``
+(tests/test_report.py checks both).
 """
 
 import json
@@ -56,6 +58,7 @@ def probe(config, workdir: str) -> dict:
     classifier = models.classifier(ds.spec, engine.resolved["conv_impl"])
     trainer = simulation.gan_trainer(config, ds, classifier)
     feature_score = jax.jit(jax.vmap(lambda g, p, v, k: trainer.own_mmd(g, v, k, p)))
+    pixel_score = jax.jit(jax.vmap(lambda g, v, k: trainer.own_mmd(g, v, k)))
     if not saved.rounds():
         raise WorkdirError(f"{workdir} holds no checkpoint")
     final = saved.state(saved.rounds()[-1]).adversary
@@ -74,9 +77,9 @@ def probe(config, workdir: str) -> dict:
         generator = adv.gan.generator
         row = {
             "round": t,
-            "pixel_mmd": float(engine.adversary.gan_score(generator, view, keys.select)[0]),
+            "pixel_mmd": float(pixel_score(generator, view, keys.select)[0]),
             "feature_mmd": float(feature_score(generator, adv.latest, view, keys.select)[0]),
-            "logged_pixel_mmd": None if logged is None else float(logged[t - 1]),
+            "logged_score": None if logged is None else float(logged[t - 1]),
             "attack_accuracy": float((logits.argmax(-1) == test_y).mean()),
         }
         rows.append(row)

@@ -33,7 +33,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fedgan_jax import attack, checks, federated, label_recovery, membership, training, uploads
+from fedgan_jax import (
+    attack,
+    checks,
+    federated,
+    label_recovery,
+    membership,
+    models,
+    training,
+    uploads,
+)
 from fedgan_jax.engine import apply_fn_of, classifier_trainer, over_runs, resolve_run_batching
 from fedgan_jax.engine import clients_per_round as engine_clients_per_round
 from fedgan_jax.errors import NonFiniteError
@@ -95,7 +104,7 @@ class Plan:
     recovers_labels: bool = False
     clients_per_round: int = 0
     learning_rate: tuple[float, str, float] = (0.0, "constant", 0.0)  # base, schedule, final
-    select_every: int = 0  # gan.select=own_mmd: rounds between generator checks (0: last)
+    select_every: int = 0  # gan.select other than last: rounds between checks (0: last)
     select_patience: int = 0  # checks without a better score before a restore (0: never)
     own_eval_every: int = 1  # rounds between its own-accuracy measurements (and the last)
 
@@ -134,8 +143,8 @@ class Plan:
                 config.fl.lr_schedule,
                 config.fl.lr_final_fraction,
             ),
-            select_every=g.select_every if g.select == "own_mmd" else 0,
-            select_patience=g.select_patience if g.select == "own_mmd" else 0,
+            select_every=g.select_every if g.select != "last" else 0,
+            select_patience=g.select_patience if g.select != "last" else 0,
             own_eval_every=config.adversary.own_eval_every,
         )
 
@@ -159,7 +168,8 @@ class AdversaryProgram(NamedTuple):
     pool_logits: Callable  # (params, x [n, ...]) -> [R, n, C]: the candidate targets
     keep: Callable  # (snapshots.params, params, slot) -> snapshots.params (in place)
     own_bias_update: Callable  # (params, view, key, lr) -> [R, C]: its own update's bias change
-    gan_score: Callable  # (generator params, view, keys.select) -> [R] (gan.own_class_mmd)
+    # (generator params, global params, view, keys.select) -> [R] (gan.own_class_mmd)
+    gan_score: Callable
 
 
 def build_program(
@@ -195,6 +205,12 @@ def build_program(
         return over_runs(fn, num_runs, in_axes, batching)
 
     own_update = _own_bias_update(config, apply_fn)
+    in_features = config.gan.select == "own_feature_mmd"
+    if in_features:
+        models.check_classifier(classifier, image_shape, None, features=True)
+
+    def gan_score(generator, params, view, key):  # pixel space unless own_feature_mmd
+        return trainer.own_mmd(generator, view, key, params if in_features else None)
 
     return AdversaryProgram(
         own_accuracy=over(own_accuracy),
@@ -209,7 +225,7 @@ def build_program(
         pool_logits=over(logits, (0, None)),
         keep=jax.jit(keep, donate_argnums=0),
         own_bias_update=over(own_update, (0, 0, 0, None)),
-        gan_score=over(trainer.own_mmd),
+        gan_score=over(gan_score),
     )
 
 
@@ -438,19 +454,20 @@ def _generator_step(program, plan, state, params, t, active, *, view, keys) -> A
     )
     every = plan.select_every
     if every and (t % every == 0 or t == plan.rounds):
-        state = _select_generator(program, plan, state, t, active, view=view, keys=keys)
+        state = _select_generator(program, plan, state, params, t, active, view=view, keys=keys)
     return state
 
 
 def _select_generator(
-    program, plan: Plan, state: AdversaryState, t, active, *, view, keys
+    program, plan: Plan, state: AdversaryState, params, t, active, *, view, keys
 ) -> AdversaryState:
-    """gan.select=own_mmd: keep the generator if its own-class MMD (same latents and
-    records at every check) is the lowest so far. With gan.select_patience P, the P-th
+    """gan.select=own_mmd (own_feature_mmd): keep the generator if its own-class MMD (same
+    latents and records at every check; in the features of `params`, the global model it
+    trained against this round) is the lowest so far. With gan.select_patience P, the P-th
     (2P-th, ...) check in a row without a better score restores the kept generator and
     halves its learning rate (`state.plateau_restores`); its Adam moments and the critic
     carry on."""
-    score = np.asarray(program.gan_score(state.gan.generator, view, keys.select))
+    score = np.asarray(program.gan_score(state.gan.generator, params, view, keys.select))
     score = np.where(active, score, np.nan)
     better = jnp.asarray(score < state.gan_kept_score)  # nan is never better
 

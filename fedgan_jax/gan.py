@@ -61,8 +61,9 @@ MODES = ("paper", "dafl", "adversarial", "prior")
 TRIGGERS = ("accuracy", "own_accuracy", "round")
 # Which generator D_gen is drawn from: the last one, or the one (checked every
 # gan.select_every rounds) whose samples of the adversary's own classes lie closest to its
-# own records (`own_class_mmd`): a label-free guard against collapse at long budgets.
-SELECTIONS = ("last", "own_mmd")
+# own records (`own_class_mmd`, in pixel space or in the global model's feature space): a
+# label-free guard against collapse at long budgets.
+SELECTIONS = ("last", "own_mmd", "own_feature_mmd")
 
 LOSS_TERMS = ("ce", "entropy", "activation", "disagreement", "realism", "diversity")
 # Loss weights per mode; the config may override each one (config.gan.loss.<term>).

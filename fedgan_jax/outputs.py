@@ -71,7 +71,7 @@ def _dgen_label(config: Config, selection: dict | None) -> str:
 
 
 def generator_selection(config: Config, adversary, r: int) -> dict[str, Any] | None:
-    """gan.select=own_mmd: the round of the generator D_gen came from and its score."""
+    """gan.select other than last: the round of the generator D_gen came from, its score."""
     if adversary.gan_kept_round is None:
         return None
     kept = int(adversary.gan_kept_round[r])

@@ -185,6 +185,34 @@ def test_plateau_restores_every_patience_checks_without_a_better_score():
     np.testing.assert_array_equal(plateau_restores(score, 3)[1], np.isin(np.arange(10), [3, 6]))
 
 
+def test_own_feature_mmd_scores_in_the_features_of_the_model_it_received(setting):
+    """gan.select=own_feature_mmd: the check scores the generator in the penultimate
+    features of the global model passed to it (the round's), own_mmd in pixels; both with
+    the same latents and records."""
+    config, program, view, keys, params = setting
+    clf = models.classifier("mnist")
+
+    class _DS:
+        image_shape, num_classes = (28, 28, 1), 10
+
+    trainer = gan_trainer(config, _DS, clf)
+    features = config.copy_and_resolve_references()
+    features.gan.select = "own_feature_mmd"
+    assert adv.Plan.from_config(features).select_every == config.gan.select_every
+    in_features = adv.build_program(features, clf, (28, 28, 1), RUNS, trainer).gan_score
+    state = adv.init_state(program, adv.Plan.from_config(config), params[0], view, keys,
+                           grid_shape=(10, 2, 28, 28, 1))  # fmt: skip
+    g = state.gan.generator
+    pixels = np.asarray(program.gan_score(g, params[1], view, keys.select))
+    np.testing.assert_allclose(pixels, program.gan_score(g, params[2], view, keys.select))
+    one, two = (np.asarray(in_features(g, params[t], view, keys.select)) for t in (1, 2))
+    assert np.all(np.abs(one - two) > 1e-6)  # another model, other features
+    run0 = jax.tree.map(lambda a: a[0], (g, params[1], view, keys.select))
+    expect = trainer.own_mmd(run0[0], run0[2], run0[3], run0[1])
+    np.testing.assert_allclose(one[0], expect, rtol=1e-5)
+    assert np.all(np.abs(one - pixels) > 1e-6)
+
+
 def test_own_mmd_patience_restores_the_kept_generator_at_half_the_step(setting):
     """gan.select_patience=2: the second check in a row without a better score puts the
     kept generator back (per run) and halves that run's generator learning rate; the

@@ -266,7 +266,7 @@ def test_selection_probe_reads_back_every_checked_generator(tmp_path):
     probe = json.loads(out.read_text())
     assert [r["round"] for r in probe["rows"]] == [2, 3, 4, 5]
     for row in probe["rows"]:
-        assert row["pixel_mmd"] == pytest.approx(row["logged_pixel_mmd"], rel=1e-6)
+        assert row["pixel_mmd"] == pytest.approx(row["logged_score"], rel=1e-6)
     assert len({r["pixel_mmd"] for r in probe["rows"]}) == 4  # four different generators
     kept = probe["rules"]["pixel_mmd"]
     assert kept["round"] == result["generator_selection"]["round"]
