@@ -66,6 +66,7 @@ def probe(config, workdir: str) -> dict:
     if not start:
         raise WorkdirError(f"{workdir}: the run's generator never started, nothing to select")
     test_x, test_y = jax.numpy.asarray(ds.test_x), np.asarray(ds.test_y)
+    reader = Reader(saved, trainer)
     logged = None if final.generator_score is None else np.asarray(final.generator_score)[0]
     rows = []
     for t in (t for t in saved.rounds() if t >= start):
@@ -81,10 +82,51 @@ def probe(config, workdir: str) -> dict:
             "feature_mmd": float(feature_score(generator, adv.latest, view, keys.select)[0]),
             "logged_score": None if logged is None else float(logged[t - 1]),
             "attack_accuracy": float((logits.argmax(-1) == test_y).mean()),
+            **reader(generator),
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
     return {"rows": rows, "rules": rules(rows), "run": run_record(workdir)}
+
+
+class Reader:
+    """How the experimenter's oracle (a classifier trained on the real training records of
+    every class, `simulation.oracle_attack`'s) reads a generator's samples: the share it
+    assigns to the class G was asked for, among the victim's classes and among all
+    declared classes, and the share of the victim's classes it reads as one of the
+    adversary's *own* classes (samples drifting towards the only real digits the prior's
+    discriminator knows)."""
+
+    def __init__(self, saved, trainer):
+        import jax
+        import numpy as np
+
+        ds, engine = saved.setup.dataset, saved.engine
+        x, y = jax.numpy.asarray(ds.train_x), jax.numpy.asarray(ds.train_y)
+        self.oracle, _ = engine.evaluation.fit_oracle(saved.keys.evaluation.oracle, x, y)
+        self.logits = engine.evaluation.logits
+        self.images = jax.jit(lambda g, k: trainer.images(g, k, 64))
+        self.key = jax.random.key(0)
+        view = jax.tree.map(lambda a: np.asarray(a)[0], saved.view)
+        self.victim = np.asarray(view.victim_labels)
+        self.own = np.asarray(view.declared[int(view.adversary)])
+        self.declared = np.asarray(view.declared.any(0))
+
+    def __call__(self, generator) -> dict:
+        import jax
+        import numpy as np
+
+        x = self.images(jax.tree.map(lambda a: a[0], generator), self.key)  # [C, 64, ...]
+        c, n = x.shape[:2]
+        pred = np.asarray(self.logits(self.oracle, x.reshape(c * n, *x.shape[2:]))[0])
+        pred = pred.argmax(-1).reshape(c, n)
+        hit = (pred == np.arange(c)[:, None]).mean(1)
+        as_own = self.own[pred].mean(1)
+        return {
+            "oracle_reads_victim": float(hit[self.victim].mean()),
+            "oracle_reads_declared": float(hit[self.declared].mean()),
+            "victim_read_as_own": float(as_own[self.victim].mean()),
+        }
 
 
 def rules(rows: list[dict]) -> dict:

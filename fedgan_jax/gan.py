@@ -64,6 +64,9 @@ TRIGGERS = ("accuracy", "own_accuracy", "round")
 # own records (`own_class_mmd`, in pixel space or in the global model's feature space): a
 # label-free guard against collapse at long budgets.
 SELECTIONS = ("last", "own_mmd", "own_feature_mmd")
+# Which generated classes the realism term (the prior's) reads: every declared class, or
+# only the adversary's own, the classes its real examples come from (TrainerSpec.realism_own).
+REALISM_CLASSES = ("declared", "own")
 
 LOSS_TERMS = ("ce", "entropy", "activation", "disagreement", "realism", "diversity")
 # Loss weights per mode; the config may override each one (config.gan.loss.<term>).
@@ -154,6 +157,7 @@ def check_config(g, *, rounds: int, uses_gan: bool = True) -> dict[str, float]:
     checks.choice("gan.select", g.select, SELECTIONS)
     checks.integer("gan.select_every", g.select_every, 1)
     checks.integer("gan.select_patience", g.select_patience, 0)
+    checks.choice("gan.realism_classes", g.realism_classes, REALISM_CLASSES)
     return weights
 
 
@@ -237,6 +241,11 @@ class TrainerSpec:
     samples_per_class: int
     keep_confidence: float
     filter_target: bool
+    # The realism term (and its discriminator's fake examples) on the adversary's own
+    # classes only: its real examples are its own records, so a generated digit of
+    # another class is "fake" by its class alone and the term pulls it towards the
+    # adversary's digits. False: on every class it generates (the prior as first built).
+    realism_own: bool = False
 
     @property
     def batch(self) -> int:
@@ -283,8 +292,17 @@ def _draw(spec: TrainerSpec, key, view: AdversaryView):
     return z, labels, w
 
 
-def _loss_terms(spec: TrainerSpec, critic_params, x, z, logits, features, labels, w):
-    """Every term of the generator's loss whose weight is on (each to be minimised)."""
+def _realism_weights(spec: TrainerSpec, view: AdversaryView, labels, w):
+    """Per sample, the weight of the realism term and of the discriminator's fake side."""
+    if not spec.realism_own:
+        return w
+    own = jnp.take(view.declared, view.adversary, axis=-2)
+    return w * own[labels].astype(w.dtype)
+
+
+def _loss_terms(spec: TrainerSpec, critic_params, x, z, logits, features, labels, w, w_real):
+    """Every term of the generator's loss whose weight is on (each to be minimised);
+    `w_real`: the realism term's per-sample weights (`_realism_weights`)."""
     weights = spec.weights
     wsum = jnp.maximum(w.sum(), 1.0)
     terms = {}
@@ -299,43 +317,48 @@ def _loss_terms(spec: TrainerSpec, critic_params, x, z, logits, features, labels
         terms["disagreement"] = -jnp.sum(gap * w) / wsum
     if weights["realism"] > 0:  # Eq. 4's real-vs-generated term, non-saturating
         fake = _critic_apply(spec, critic_params, x)[:, 0]
-        terms["realism"] = jnp.sum(optax.sigmoid_binary_cross_entropy(fake, 1.0) * w) / wsum
+        bce = optax.sigmoid_binary_cross_entropy(fake, 1.0)
+        own_sum = jnp.maximum(w_real.sum(), 1.0) if spec.realism_own else wsum
+        terms["realism"] = jnp.sum(bce * w_real) / own_sum
     if weights["diversity"] > 0:  # mode seeking: reward image change per latent change
         terms["diversity"] = -_mode_seeking(x, z, spec.num_classes)
     return terms, wsum
 
 
-def _generator_loss(spec: TrainerSpec, gen_params, critic_params, global_params, z, labels, w):
+def _generator_loss(
+    spec: TrainerSpec, gen_params, critic_params, global_params, z, labels, w, w_real
+):
     """The weighted sum of the terms; aux: the samples, f's logits and the metrics."""
     x = _generate(spec, gen_params, z, labels)
     if spec.weights["activation"] > 0:  # only this term reads f's features
         logits, features = _f(spec, global_params, x, with_features=True)
     else:
         logits, features = _f(spec, global_params, x), None
-    terms, wsum = _loss_terms(spec, critic_params, x, z, logits, features, labels, w)
+    terms, wsum = _loss_terms(spec, critic_params, x, z, logits, features, labels, w, w_real)
     total = sum(spec.weights[t] * v for t, v in terms.items())
     fooled = jnp.sum((jnp.argmax(logits, -1) == labels) * w) / wsum
     return total, (x, logits, {"loss": total, "fooled": fooled, **terms})
 
 
-def _critic_loss(spec: TrainerSpec, critic_params, x, teacher_logits, view, key):
+def _critic_loss(spec: TrainerSpec, critic_params, x, teacher_logits, view, key, w_real):
     if spec.weights["disagreement"] > 0:  # DFAD's student: match f on G's samples (L1)
         return jnp.abs(_critic_apply(spec, critic_params, x) - teacher_logits).mean()
     # prior: the adversary's own records are real, generated ones fake
     idx = jax.random.randint(key, (x.shape[0],), 0, jnp.maximum(view.own_count, 1))
     real = _critic_apply(spec, critic_params, view.own_x[idx])[:, 0]
-    fake = _critic_apply(spec, critic_params, x)[:, 0]
-    return (
-        optax.sigmoid_binary_cross_entropy(real, 1.0).mean()
-        + optax.sigmoid_binary_cross_entropy(fake, 0.0).mean()
-    )
+    fake = optax.sigmoid_binary_cross_entropy(_critic_apply(spec, critic_params, x)[:, 0], 0.0)
+    if spec.realism_own:  # fake examples of its own classes only
+        fake = jnp.sum(fake * w_real) / jnp.maximum(w_real.sum(), 1.0)
+    else:
+        fake = fake.mean()
+    return optax.sigmoid_binary_cross_entropy(real, 1.0).mean() + fake
 
 
-def _critic_step(spec: TrainerSpec, state: GanState, x, logits, view, key):
+def _critic_step(spec: TrainerSpec, state: GanState, x, logits, view, key, w_real):
     """One optax step of the critic on the samples G just produced."""
     x = lax.stop_gradient(x)
     c_loss, c_grads = jax.value_and_grad(partial(_critic_loss, spec))(
-        state.critic, x, lax.stop_gradient(logits), view, key
+        state.critic, x, lax.stop_gradient(logits), view, key, w_real
     )
     c_updates, c_opt = spec.critic_tx.update(c_grads, state.critic_opt, state.critic)
     state = state.replace(critic=optax.apply_updates(state.critic, c_updates), critic_opt=c_opt)
@@ -346,9 +369,10 @@ def _step(spec: TrainerSpec, state: GanState, key, global_params, view):
     """One generator step (then one critic step, if the objective has a critic)."""
     zk, rk = jax.random.split(key)
     z, labels, w = _draw(spec, zk, view)
+    w_real = _realism_weights(spec, view, labels, w)
     loss = partial(_generator_loss, spec)
     (_, (x, logits, metrics)), grads = jax.value_and_grad(loss, has_aux=True)(
-        state.generator, state.critic, global_params, z, labels, w
+        state.generator, state.critic, global_params, z, labels, w, w_real
     )
     updates, gen_opt = spec.generator_tx.update(grads, state.generator_opt, state.generator)
     if state.lr_scale is not None:
@@ -359,7 +383,7 @@ def _step(spec: TrainerSpec, state: GanState, key, global_params, view):
         steps=state.steps + 1,
     )
     if spec.critic is not None:
-        state, c_loss = _critic_step(spec, state, x, logits, view, rk)
+        state, c_loss = _critic_step(spec, state, x, logits, view, rk, w_real)
         metrics = {**metrics, "critic_loss": c_loss}
     return state, metrics
 
@@ -498,6 +522,7 @@ def make_gan_trainer(
     samples_per_class: int = 200,
     keep_confidence: float = 0.0,
     filter_target: bool = True,
+    realism_classes: str = "declared",
     conv_impl: str = "auto",
     generator: nn.Module | None = None,
     critic: nn.Module | None = None,
@@ -508,6 +533,7 @@ def make_gan_trainer(
     [batch])`` to ``[batch, *image_shape]`` in [-1, 1]. `critic`: see `_critic`."""
     weights = loss_weights(mode, loss_overrides)
     _check_batch(weights, batch_per_class)
+    checks.choice("realism_classes", realism_classes, REALISM_CLASSES)
     image_shape = tuple(image_shape)
     features = weights["activation"] > 0  # only this term reads f's features
     models.check_classifier(classifier, image_shape, num_classes, features=features)
@@ -531,6 +557,7 @@ def make_gan_trainer(
         samples_per_class=samples_per_class,
         keep_confidence=keep_confidence,
         filter_target=filter_target,
+        realism_own=realism_classes == "own",
     )
     return GanTrainer(
         init=partial(_init, spec),

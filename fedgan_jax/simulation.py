@@ -104,6 +104,7 @@ def gan_trainer(config: Config, dataset: Dataset, classifier) -> gan.GanTrainer:
         samples_per_class=g.samples_per_class,
         keep_confidence=g.keep_confidence,
         filter_target=g.filter_target,
+        realism_classes=g.realism_classes,
         conv_impl=config.model.conv_impl,
     )
 

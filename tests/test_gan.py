@@ -257,6 +257,37 @@ def test_realism_discriminator_learns_then_generator_fools_it(trained):
     assert after >= before + 0.5
 
 
+def test_realism_on_own_classes_reads_only_the_adversarys_classes(frozen):
+    """gan.realism_classes=own: the realism term and its discriminator's fake side are
+    means over the samples of the adversary's own classes (0 and 5 here); what G draws
+    for any other class changes neither. With 'declared' both read every class."""
+    clf, params, view = frozen
+    prior = {"loss_overrides": OFF | {"realism": 1.0}}
+    own = _trainer(clf, "prior", realism_classes="own", **prior).update.args[0]
+    every = _trainer(clf, "prior", **prior).update.args[0]
+    critic = own.critic.init(jax.random.key(4), jnp.zeros((1, 28, 28, 1)))["params"]
+    labels = gan.balanced_labels(10, 2)
+    w = view.declared_classes[labels].astype(jnp.float32)
+    x = jax.random.uniform(jax.random.key(5), (20, 28, 28, 1), minval=-1, maxval=1)
+    other = jnp.where((labels % 5 == 0)[:, None, None, None], x, -x)  # other classes moved
+    z = jnp.zeros((20, 100))
+
+    def terms(spec, images):
+        w_real = gan._realism_weights(spec, view, labels, w)
+        logits = clf.apply({"params": params}, images)
+        realism = gan._loss_terms(spec, critic, images, z, logits, None, labels, w, w_real)
+        fake_side = gan._critic_loss(spec, critic, images, logits, view, jax.random.key(6), w_real)
+        return float(realism[0]["realism"]), float(fake_side)
+
+    np.testing.assert_array_equal(gan._realism_weights(own, view, labels, w), labels % 5 == 0)
+    d_real = jax.nn.log_sigmoid(own.critic.apply({"params": critic}, x)[:, 0])
+    assert terms(own, x)[0] == pytest.approx(-float(d_real[labels % 5 == 0].mean()), rel=1e-5)
+    assert terms(own, other) == pytest.approx(terms(own, x), rel=1e-6)
+    a, b = terms(every, x), terms(every, other)
+    assert abs(a[0] - b[0]) > 1e-4 and abs(a[1] - b[1]) > 1e-4
+    assert terms(every, x)[0] == pytest.approx(-float(d_real.mean()), rel=1e-5)
+
+
 @pytest.mark.parametrize("mode", gan.MODES)
 def test_every_mode_makes_f_assign_the_target_class(trained, mode):
     clf, params, view = trained
