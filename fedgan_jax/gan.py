@@ -533,7 +533,6 @@ def make_gan_trainer(
     [batch])`` to ``[batch, *image_shape]`` in [-1, 1]. `critic`: see `_critic`."""
     weights = loss_weights(mode, loss_overrides)
     _check_batch(weights, batch_per_class)
-    checks.choice("realism_classes", realism_classes, REALISM_CLASSES)
     image_shape = tuple(image_shape)
     features = weights["activation"] > 0  # only this term reads f's features
     models.check_classifier(classifier, image_shape, num_classes, features=features)
@@ -557,7 +556,7 @@ def make_gan_trainer(
         samples_per_class=samples_per_class,
         keep_confidence=keep_confidence,
         filter_target=filter_target,
-        realism_own=realism_classes == "own",
+        realism_own=checks.choice("realism_classes", realism_classes, REALISM_CLASSES) == "own",
     )
     return GanTrainer(
         init=partial(_init, spec),
