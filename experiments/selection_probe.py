@@ -6,6 +6,8 @@
     python experiments/selection_probe.py --config=configs/demo_long.py --config.seed=10 \
         --config.gan.select_patience=0 --config.checkpoint.every=5 \
         --config.checkpoint.keep=1000 --workdir=runs/probe/seed10 --json=runs/probe/seed10.json
+    python experiments/selection_probe.py --compare=declared=runs/probe/seed10.json,... \
+        --figure=docs/generator_trajectories.png
 
 Reads back every checkpoint of a finished run (the same config flags as its launch; a
 workdir of another config is refused). For the generator of each checkpoint round t after
@@ -40,7 +42,12 @@ from experiments import launch  # noqa: E402
 _CONFIG = config_flags.DEFINE_config_file("config", None, "The run's config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's workdir (with its checkpoints).")
 _JSON = flags.DEFINE_string("json", None, "Also write the rows and the rules here.")
-flags.mark_flags_as_required(["config", "workdir"])
+_FIGURE = flags.DEFINE_string(
+    "figure", None, "With --compare: draw the probes' rows against the round into this PNG."
+)
+_COMPARE = flags.DEFINE_list(
+    "compare", None, "label=probe.json,...: draw earlier probes (--figure), compute nothing."
+)
 
 RULES = ("pixel_mmd", "feature_mmd", "last")
 
@@ -153,8 +160,30 @@ def run_record(workdir: str) -> dict:
     }
 
 
+def compare(specs: list[str], figure: str) -> None:
+    from fedgan_jax import plots
+
+    probes, accuracy = {}, []
+    for spec in specs:
+        label, _, path = spec.partition("=")
+        if not path or not os.path.isfile(path):
+            raise SystemExit(f"--compare: {spec!r} is not label=probe.json of an existing file")
+        with open(path) as f:
+            out = json.load(f)
+        probes[label] = out["rows"]
+        accuracy.append(out["run"].get("global_model_accuracy") or 0.0)
+    plots.generator_trajectories(figure, probes, global_accuracy=max(accuracy))
+    print(f"wrote {figure}")
+
+
 def main(argv):
     del argv
+    if _COMPARE.value:
+        if not _FIGURE.value:
+            raise SystemExit("--compare needs --figure")
+        return compare(_COMPARE.value, _FIGURE.value)
+    if not (_CONFIG.value and _WORKDIR.value):
+        raise SystemExit("--config and --workdir are required (or --compare and --figure)")
     out = launch.guarded(lambda: probe(_CONFIG.value, _WORKDIR.value))
     run = out["run"]
     print(
@@ -170,4 +199,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    launch.run(main, configs=("config",))
+    comparing = any(arg.startswith("--compare") for arg in sys.argv[1:])
+    launch.run(main, configs=() if comparing else ("config",))

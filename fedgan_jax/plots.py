@@ -239,3 +239,26 @@ def roc_by_k(
     fig.tight_layout()
     io.save_figure(fig, path, dpi=100, bbox_inches="tight")
     plt.close(fig)
+
+
+def generator_trajectories(path: str, probes: Mapping[str, list[dict]], *, global_accuracy=None):
+    """experiments/selection_probe.py's rows of one or more runs against the round: the
+    attack classifier's real accuracy from each checked generator, the adversary's own-class
+    MMD, and how the oracle reads the victim's classes (as the victim's, as its own)."""
+    panels = (
+        ("attack_accuracy", "attack classifier accuracy (real test)"),
+        ("pixel_mmd", "own-class MMD (pixels; the adversary's score)"),
+        ("oracle_reads_victim", "victim's classes: oracle reads the asked class"),
+        ("victim_read_as_own", "victim's classes: oracle reads an own class"),
+    )
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+    for ax, (field, title) in zip(axes.flat, panels, strict=True):
+        for label, rows in probes.items():
+            ax.plot([r["round"] for r in rows], [r[field] for r in rows], label=label)
+        if field == "attack_accuracy" and global_accuracy:
+            ax.axhline(0.9 * global_accuracy, color="gray", ls=":", lw=1, label="0.9x global")
+        ax.set(title=title, xlabel="round (generator checked)")
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=8)
+    io.save_figure(fig, path, dpi=110, bbox_inches="tight")
+    plt.close(fig)

@@ -274,3 +274,12 @@ def test_selection_probe_reads_back_every_checked_generator(tmp_path):
     assert probe["rules"]["last"]["round"] == 5
     with pytest.raises(WorkdirError, match="another experiment"):
         experiment.read_back(demo.get_config(), workdir)
+    for row in probe["rows"]:  # the oracle's reading: shares
+        assert 0.0 <= min(row[k] for k in ("oracle_reads_victim", "victim_read_as_own")) <= 1.0
+    figure = tmp_path / "trajectories.png"
+    subprocess.run(
+        [sys.executable, "experiments/selection_probe.py", f"--compare=a={out},b={out}",
+         f"--figure={figure}"],
+        capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    assert figure.read_bytes()[:4] == b"\x89PNG"
