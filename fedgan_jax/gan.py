@@ -194,6 +194,7 @@ class GanTrainer(NamedTuple):
     init: Callable[..., GanState]  # (key, view) -> state
     update: Callable[..., tuple[GanState, dict]]  # (state, global_params, view, key)
     sample: Callable[..., DGen]  # (state, global_params, view, key) -> D_gen
+    sample_pool: Callable[..., DGen]  # (generators [K, ...], global_params, view, key)
     generate: Callable[..., jax.Array]  # (generator_params, z, labels) -> images
     images: Callable[..., jax.Array]  # (generator_params, key, per_class) -> [C, n, H, W, ch]
     own_mmd: Callable[..., jax.Array]  # (generator_params, view, key) -> [] (`own_class_mmd`)
@@ -420,8 +421,28 @@ def _images(spec: TrainerSpec, gen_params, key, per_class: int) -> jax.Array:
 def _sample(spec: TrainerSpec, state: GanState, global_params, view: AdversaryView, key) -> DGen:
     """Algorithm 1 lines 5-9: `samples_per_class` per class; keep what f assigns to the
     target class (confidence >= keep_confidence), label it by f."""
-    n, num_classes = spec.samples_per_class, spec.num_classes
-    x = _images(spec, state.generator, key, n)
+    return _label(
+        spec, _images(spec, state.generator, key, spec.samples_per_class), global_params, view
+    )
+
+
+def _sample_pool(spec: TrainerSpec, generators, global_params, view: AdversaryView, key) -> DGen:
+    """`_sample` from several generators at once (`generators`: their params stacked on a
+    leading axis of K): the `samples_per_class` of each class are drawn from all K in turn
+    (sample i of a class from generator i mod K, latents from ``fold_in(key, k)``), so
+    D_gen keeps its size whatever K is."""
+    n = spec.samples_per_class
+    k = jax.tree.leaves(generators)[0].shape[0]
+    keys = jax.vmap(partial(jax.random.fold_in, key))(jnp.arange(k))
+    x = jax.vmap(lambda g, kk: _images(spec, g, kk, -(-n // k)))(generators, keys)
+    x = jnp.moveaxis(x, 0, 2)  # [C, ceil(n/K), K, ...]: one sample of each generator in turn
+    x = x.reshape(spec.num_classes, -1, *spec.image_shape)[:, :n]
+    return _label(spec, x, global_params, view)
+
+
+def _label(spec: TrainerSpec, x, global_params, view: AdversaryView) -> DGen:
+    """D_gen of the generated ``x [classes, n, H, W, C]`` (row c asked for class c)."""
+    num_classes, n = x.shape[:2]
     labels = jnp.repeat(jnp.arange(num_classes), n)
     x = x.reshape(num_classes * n, *spec.image_shape)
     probs = jax.nn.softmax(
@@ -565,6 +586,7 @@ def make_gan_trainer(
         init=partial(_init, spec),
         update=partial(_update, spec),
         sample=partial(_sample, spec),
+        sample_pool=partial(_sample_pool, spec),
         generate=partial(_generate, spec),
         images=partial(_images, spec),
         own_mmd=partial(own_class_mmd, spec),

@@ -405,6 +405,26 @@ def test_sample_keeps_what_f_assigns_to_the_target(frozen, keep_confidence):
     assert np.bincount(np.asarray(dgen.target), minlength=10).tolist() == [6] * 10
 
 
+def test_sample_pool_draws_each_class_from_every_generator_in_turn(frozen):
+    clf, params, view = frozen
+    trainer = _trainer(clf, "paper", samples_per_class=5, filter_target=False)
+    gens = [trainer.init(jax.random.key(s), view).generator for s in (2, 3)]
+    key = jax.random.key(5)
+    dgen = jax.jit(trainer.sample_pool)(
+        jax.tree.map(lambda *a: jnp.stack(a), *gens), params, view, key
+    )
+    assert int(dgen.count) == 50 and dgen.x.shape == (50, 28, 28, 1)  # K does not change it
+    # Every class is declared and nothing is filtered: generation order, class-major.
+    np.testing.assert_array_equal(dgen.target, np.repeat(np.arange(10), 5))
+    x = np.asarray(dgen.x).reshape(10, 5, 28, 28, 1)
+    direct = [trainer.images(g, jax.random.fold_in(key, k), 3) for k, g in enumerate(gens)]
+    for i in range(5):  # sample i of each class: generator i % 2, its (i // 2)-th image
+        np.testing.assert_allclose(x[:, i], direct[i % 2][:, i // 2], atol=1e-5)
+    assert np.abs(x[:, 0] - x[:, 1]).max() > 1e-3  # two generators, two different images
+    one = trainer.sample(trainer.init(jax.random.key(2), view), params, view, key)
+    assert int(one.count) == int(dgen.count)
+
+
 def test_undeclared_classes_are_never_kept(frozen):
     clf, params, view = frozen
     declared = np.asarray(view.declared).copy()
