@@ -276,6 +276,19 @@ def test_selection_probe_reads_back_every_checked_generator(tmp_path):
         experiment.read_back(demo.get_config(), workdir)
     for row in probe["rows"]:  # the oracle's reading: shares
         assert 0.0 <= min(row[k] for k in ("oracle_reads_victim", "victim_read_as_own")) <= 1.0
+    picks_out = tmp_path / "picks.json"  # only the picks fitted, plus pools of the 2 best
+    subprocess.run(
+        [sys.executable, "experiments/selection_probe.py", f"--config={config_file}",
+         f"--workdir={workdir}", f"--json={picks_out}", "--fit=picks", "--pool=2"],
+        capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    picks = json.loads(picks_out.read_text())
+    assert "attack_accuracy" not in picks["rows"][0]
+    for rule in ("pixel_mmd", "feature_mmd", "last"):
+        assert picks["rules"][rule] == probe["rules"][rule]
+    for score in ("pixel_mmd", "feature_mmd"):
+        ranked = sorted(probe["rows"], key=lambda r: r[score])
+        assert picks["rules"][f"{score}_pool2"]["round"] == [r["round"] for r in ranked[:2]]
     figure = tmp_path / "trajectories.png"
     subprocess.run(
         [sys.executable, "experiments/selection_probe.py", f"--compare=a={out},b={out}",
