@@ -582,6 +582,10 @@ def make_gan_trainer(
         filter_target=filter_target,
         realism_own=checks.choice("realism_classes", realism_classes, REALISM_CLASSES) == "own",
     )
+    return _trainer(spec)
+
+
+def _trainer(spec: TrainerSpec) -> GanTrainer:
     return GanTrainer(
         init=partial(_init, spec),
         update=partial(_update, spec),
