@@ -57,11 +57,16 @@ _FIT = flags.DEFINE_enum(
     "Fit an attack classifier on every check's D_gen, or only on the rules' picks.",
 )  # fmt: skip
 
+_SAMPLES = flags.DEFINE_list(
+    "samples", [], "With --fit=picks: also measure each pick and pool with D_gen of these "
+    "many samples per class (gan.samples_per_class), e.g. 500,2500.",
+)  # fmt: skip
+
 RULES = ("pixel_mmd", "feature_mmd", "last")
 SCORES = ("pixel_mmd", "feature_mmd")
 
 
-def probe(config, workdir: str, *, fit_every: bool = True, pool: int = 0) -> dict:
+def probe(config, workdir: str, *, fit_every=True, pool: int = 0, samples=()) -> dict:
     import jax
 
     from fedgan_jax import experiment, models, simulation
@@ -82,6 +87,7 @@ def probe(config, workdir: str, *, fit_every: bool = True, pool: int = 0) -> dic
         raise WorkdirError(f"{workdir}: the run's generator never started, nothing to select")
     view, select_key = saved.view, saved.keys.adversary.select
     reader, attack = Reader(saved, trainer), Attack(saved, final, trainer)
+    attack.others = {n: Attack(saved, final, _trainer_with(config, saved, n)) for n in samples}
     logged = None if final.generator_score is None else jax.device_get(final.generator_score)[0]
     rows = []
     for t in (t for t in saved.rounds() if t >= start):
@@ -103,6 +109,17 @@ def probe(config, workdir: str, *, fit_every: bool = True, pool: int = 0) -> dic
     return {"rows": rows, "rules": picks, "run": run_record(workdir)}
 
 
+def _trainer_with(config, saved, samples_per_class: int):
+    """The run's generator trainer, drawing `samples_per_class` per class for D_gen."""
+    from fedgan_jax import models, simulation
+
+    ds = saved.setup.dataset
+    config = config.copy_and_resolve_references()
+    config.gan.samples_per_class = samples_per_class
+    classifier = models.classifier(ds.spec, saved.engine.resolved["conv_impl"])
+    return simulation.gan_trainer(config, ds, classifier)
+
+
 class Attack:
     """The experimenter's measure of a generator (or of a pool of them): the accuracy on
     the real test split of the attack classifier its D_gen gives, labelled by the run's
@@ -114,29 +131,50 @@ class Attack:
 
         self.saved, self.final, self.key = saved, final, saved.keys.adversary.sample
         self.sample_pool = jax.jit(jax.vmap(trainer.sample_pool))
+        self.sample = jax.jit(jax.vmap(trainer.sample))
+        self.others: dict[int, Attack] = {}  # the same measures at other D_gen sizes
+
+    def measure(self, rounds) -> dict:
+        """The accuracy from the generator of round `rounds` (a pool: a list of rounds) and
+        how many D_gen records it generated and f kept; ``by_samples``: the same at each D_gen size
+        of `others`."""
+
+        def one(attack):
+            if isinstance(rounds, list):
+                return attack.fit(attack.pool(rounds))
+            return attack.fit(attack.dgen(self.saved.state(rounds).adversary.gan.generator))
+
+        out = one(self)
+        if self.others:
+            out["by_samples"] = {str(n): one(a) for n, a in self.others.items()}
+        return out
 
     def __call__(self, generator) -> float:
-        final, sample = self.final, self.saved.engine.adversary.sample
-        gan_state = final.gan.replace(generator=generator)
-        return self.fit(sample(gan_state, final.latest, self.saved.view, self.key))
+        return self.fit(self.dgen(generator))["attack_accuracy"]
 
-    def pool(self, rounds) -> float:
+    def dgen(self, generator):
+        gan_state = self.final.gan.replace(generator=generator)
+        return self.sample(gan_state, self.final.latest, self.saved.view, self.key)
+
+    def pool(self, rounds):
         """D_gen from the generators of `rounds`, in turn (`gan.sample_pool`)."""
         import jax
         import jax.numpy as jnp
 
         generators = [self.saved.state(t).adversary.gan.generator for t in rounds]
         stacked = jax.tree.map(lambda *a: jnp.stack(a, axis=1), *generators)  # [R, K, ...]
-        return self.fit(self.sample_pool(stacked, self.final.latest, self.saved.view, self.key))
+        return self.sample_pool(stacked, self.final.latest, self.saved.view, self.key)
 
-    def fit(self, dgen) -> float:
+    def fit(self, dgen) -> dict:
         import jax.numpy as jnp
         import numpy as np
 
         engine, ds = self.saved.engine, self.saved.setup.dataset
         clf, _ = engine.adversary.fit_dgen(self.saved.keys.adversary.attack, dgen)
         logits = np.asarray(engine.adversary.pool_logits(clf, jnp.asarray(ds.test_x)))[0]
-        return float((logits.argmax(-1) == np.asarray(ds.test_y)).mean())
+        accuracy = float((logits.argmax(-1) == np.asarray(ds.test_y)).mean())
+        kept, generated = int(np.asarray(dgen.count)[0]), int(dgen.x.shape[1])
+        return {"attack_accuracy": accuracy, "dgen_kept": kept, "dgen_generated": generated}
 
 
 class Reader:
@@ -190,11 +228,8 @@ def rules(rows: list[dict], attack=None) -> dict:
     if "attack_accuracy" in rows[0]:
         picks["best (needs real labels)"] = max(rows, key=lambda r: r["attack_accuracy"])
         return {k: {f: r[f] for f in ("round", "attack_accuracy")} for k, r in picks.items()}
-    fitted = {t: attack(attack.saved.state(t).adversary.gan.generator) for t in
-              sorted({r["round"] for r in picks.values()})}  # fmt: skip
-    return {
-        k: {"round": r["round"], "attack_accuracy": fitted[r["round"]]} for k, r in picks.items()
-    }
+    fitted = {t: attack.measure(t) for t in sorted({r["round"] for r in picks.values()})}
+    return {k: {"round": r["round"], **fitted[r["round"]]} for k, r in picks.items()}
 
 
 def pooled(rows: list[dict], attack, k: int) -> dict:
@@ -204,7 +239,7 @@ def pooled(rows: list[dict], attack, k: int) -> dict:
     for score in SCORES:
         best = sorted(rows, key=lambda r: r[score])[:k]
         rounds = [r["round"] for r in best]
-        out[f"{score}_pool{k}"] = {"round": rounds, "attack_accuracy": attack.pool(rounds)}
+        out[f"{score}_pool{k}"] = {"round": rounds, **attack.measure(rounds)}
     return out
 
 
@@ -246,8 +281,16 @@ def main(argv):
     if not (_CONFIG.value and _WORKDIR.value):
         raise SystemExit("--config and --workdir are required (or --compare and --figure)")
     fit_every = _FIT.value == "every"
+    if _SAMPLES.value and fit_every:
+        raise SystemExit("--samples needs --fit=picks")
     out = launch.guarded(
-        lambda: probe(_CONFIG.value, _WORKDIR.value, fit_every=fit_every, pool=_POOL.value)
+        lambda: probe(
+            _CONFIG.value,
+            _WORKDIR.value,
+            fit_every=fit_every,
+            pool=_POOL.value,
+            samples=[int(n) for n in _SAMPLES.value],
+        )  # fmt: skip
     )
     run = out["run"]
     print(

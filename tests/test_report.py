@@ -279,13 +279,21 @@ def test_selection_probe_reads_back_every_checked_generator(tmp_path):
     picks_out = tmp_path / "picks.json"  # only the picks fitted, plus pools of the 2 best
     subprocess.run(
         [sys.executable, "experiments/selection_probe.py", f"--config={config_file}",
-         f"--workdir={workdir}", f"--json={picks_out}", "--fit=picks", "--pool=2"],
+         f"--workdir={workdir}", f"--json={picks_out}", "--fit=picks", "--pool=2",
+         "--samples=8,1"],
         capture_output=True, text=True, timeout=600, check=True,
     )  # fmt: skip
     picks = json.loads(picks_out.read_text())
     assert "attack_accuracy" not in picks["rows"][0]
     for rule in ("pixel_mmd", "feature_mmd", "last"):
-        assert picks["rules"][rule] == probe["rules"][rule]
+        pick = picks["rules"][rule]
+        assert {k: pick[k] for k in ("round", "attack_accuracy")} == probe["rules"][rule]
+        # D_gen rebuilt at the run's own size (8 a class) is the run's; at 1 a class, 10.
+        by_size = pick["by_samples"]
+        assert by_size["8"] == {k: v for k, v in pick.items() if k.startswith(("att", "dgen"))}
+        assert (pick["dgen_generated"], by_size["1"]["dgen_generated"]) == (80, 10)
+    kept = picks["rules"]["pixel_mmd"]
+    assert (kept["dgen_generated"], kept["dgen_kept"]) == (80, result["d_gen"]["kept"])
     for score in ("pixel_mmd", "feature_mmd"):
         ranked = sorted(probe["rows"], key=lambda r: r[score])
         assert picks["rules"][f"{score}_pool2"]["round"] == [r["round"] for r in ranked[:2]]
