@@ -69,14 +69,11 @@ SCORES = ("pixel_mmd", "feature_mmd")
 def probe(config, workdir: str, *, fit_every=True, pool: int = 0, samples=()) -> dict:
     import jax
 
-    from fedgan_jax import experiment, models, simulation
+    from fedgan_jax import experiment
     from fedgan_jax.errors import WorkdirError
 
     saved = experiment.read_back(config, workdir)
-    ds = saved.setup.dataset
-    trainer = simulation.gan_trainer(
-        config, ds, models.classifier(ds.spec, saved.engine.resolved["conv_impl"])
-    )
+    trainer = _trainer_with(config, saved, config.gan.samples_per_class)
     feature_score = jax.jit(jax.vmap(lambda g, p, v, k: trainer.own_mmd(g, v, k, p)))
     pixel_score = jax.jit(jax.vmap(lambda g, v, k: trainer.own_mmd(g, v, k)))
     if not saved.rounds():
@@ -86,8 +83,8 @@ def probe(config, workdir: str, *, fit_every=True, pool: int = 0, samples=()) ->
     if not start:
         raise WorkdirError(f"{workdir}: the run's generator never started, nothing to select")
     view, select_key = saved.view, saved.keys.adversary.select
-    reader, attack = Reader(saved, trainer), Attack(saved, final, trainer)
-    attack.others = {n: Attack(saved, final, _trainer_with(config, saved, n)) for n in samples}
+    others = {n: Attack(saved, final, _trainer_with(config, saved, n)) for n in samples}
+    reader, attack = Reader(saved, trainer), Attack(saved, final, trainer, others)
     logged = None if final.generator_score is None else jax.device_get(final.generator_score)[0]
     rows = []
     for t in (t for t in saved.rounds() if t >= start):
@@ -126,18 +123,18 @@ class Attack:
     final global model and trained with the run's own attack keys, exactly as the run's
     attack phase does with the generator it keeps."""
 
-    def __init__(self, saved, final, trainer):
+    def __init__(self, saved, final, trainer, others=None):
         import jax
 
         self.saved, self.final, self.key = saved, final, saved.keys.adversary.sample
         self.sample_pool = jax.jit(jax.vmap(trainer.sample_pool))
         self.sample = jax.jit(jax.vmap(trainer.sample))
-        self.others: dict[int, Attack] = {}  # the same measures at other D_gen sizes
+        self.others: dict[int, Attack] = others or {}  # the same measures at other D_gen sizes
 
     def measure(self, rounds) -> dict:
         """The accuracy from the generator of round `rounds` (a pool: a list of rounds) and
-        how many D_gen records it generated and f kept; ``by_samples``: the same at each D_gen size
-        of `others`."""
+        how many D_gen records it generated and f kept; ``by_samples``: the same at each
+        D_gen size of `others`."""
 
         def one(attack):
             if isinstance(rounds, list):
