@@ -6,13 +6,20 @@
 Table II MNIST network itself is written, on the part that dominates the round: one
 client's ``--steps`` SGD minibatches of 64 in one jitted `lax.scan`. Variants:
 
-* ``engine``: `models.MnistCNN` as it ships (im2col convolutions, max-pool then ReLU:
-  the ReLU and its mask touch a quarter of the elements);
-* ``relu_then_pool``: ReLU before max-pool, the order of Table II and of the engine
-  before this measurement (the same function: ReLU is monotone);
+* ``engine``: `models.MnistCNN` as it ships (im2col patches by one gather whose
+  derivative is written as slices, max-pool with a fused derivative, then ReLU);
+* ``sliced_patches``: im2col patches as 25 slices and a concatenate (the engine before
+  the gather);
+* ``jnp_pool_grad``: max-pool with `jnp.max`'s own derivative (a float mask reduced
+  apart; the engine before the fused one);
+* ``before_gather``: both of the above: the engine as it shipped before those two levers;
+* ``relu_then_pool``: ReLU before max-pool, the order of Table II (the same function:
+  ReLU is monotone);
 * ``dx_as_conv``: the second convolution's input gradient as one im2col matmul of the
   padded output gradient with the flipped kernel (`jax.custom_vjp`), in place of the
-  transpose of im2col's 25 slices (25 pads and adds);
+  transpose of im2col's slices (pads and adds);
+* ``row_shift``: the second convolution as im2col along the width only, one matmul to
+  all five row offsets at once (a 160-wide output instead of 32) and five shifted adds;
 * ``donated``: the engine's network with the parameters' buffers donated to the step.
 
 All variants run the same steps from the same parameters, interleaved, medians of
@@ -42,6 +49,15 @@ _REPEATS = flags.DEFINE_integer("repeats", 7, "Timed calls per variant (median).
 BATCH = 64
 
 
+def conv_sliced(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """`models.conv_im2col` with its patches as 25 slices and a concatenate."""
+    kh, kw, cin, cout = kernel.shape
+    cols = models._patches_sliced(x, kh, kw)
+    return (cols.reshape(-1, kh * kw * cin) @ kernel.reshape(-1, cout)).reshape(
+        *cols.shape[:-1], cout
+    )
+
+
 def conv_dx_as_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """`models.conv_im2col` whose input gradient is itself an im2col convolution."""
 
@@ -55,11 +71,8 @@ def conv_dx_as_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     def backward(saved, g):
         x, kernel = saved
         kh, kw, cin, cout = kernel.shape
-        oh, ow = g.shape[-3], g.shape[-2]
-        patches = jnp.concatenate(
-            [x[..., i : i + oh, j : j + ow, :] for i in range(kh) for j in range(kw)], axis=-1
-        )
-        dk = patches.reshape(-1, kh * kw * cin).T @ g.reshape(-1, cout)
+        cols = models.patches(x, kh, kw)
+        dk = cols.reshape(-1, kh * kw * cin).T @ g.reshape(-1, cout)
         pads = [(0, 0)] * (g.ndim - 3) + [(kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)]
         flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)
         return models.conv_im2col(jnp.pad(g, pads), flipped), dk.reshape(kernel.shape)
@@ -68,35 +81,58 @@ def conv_dx_as_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return conv(x, kernel)
 
 
+def conv_row_shift(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """im2col along the width only; one matmul gives every row offset's contribution
+    ([..., h, ow, kh, cout]) and the output sums them shifted by their offset."""
+    kh, kw, cin, cout = kernel.shape
+    h, ow = x.shape[-3], x.shape[-2] - kw + 1
+    rows = jnp.concatenate([x[..., :, j : j + ow, :] for j in range(kw)], axis=-1)
+    per_row = rows.reshape(-1, kw * cin) @ kernel.transpose(1, 2, 0, 3).reshape(kw * cin, -1)
+    per_row = per_row.reshape(*rows.shape[:-1], kh, cout)
+    return sum(per_row[..., i : i + h - kh + 1, :, i, :] for i in range(kh))
+
+
+def pool_jnp_grad(x: jax.Array) -> jax.Array:
+    """`models.max_pool_2x2` with `jnp.max`'s own derivative."""
+    return models._windows(x).max(axis=(-4, -2))
+
+
+CONVS = {
+    "im2col": models.conv_im2col,
+    "sliced": conv_sliced,
+    "dx_as_conv": conv_dx_as_conv,
+    "row_shift": conv_row_shift,
+}
+
+
 class _Conv(nn.Module):
-    """`models.Conv` ('VALID', im2col) with a choice of the input gradient."""
+    """`models.Conv` ('VALID') written as ``CONVS[impl]``."""
 
     features: int
-    dx_as_conv: bool = False
+    impl: str = "im2col"
 
     @nn.compact
     def __call__(self, x):
         shape = (5, 5, x.shape[-1], self.features)
         kernel = self.param("kernel", nn.initializers.lecun_normal(), shape)
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        conv = conv_dx_as_conv if self.dx_as_conv else models.conv_im2col
-        return conv(x, kernel) + bias
+        return CONVS[self.impl](x, kernel) + bias
 
 
 class Variant(nn.Module):
     """Table II MNIST, the parameter tree of `models.MnistCNN`, written another way."""
 
+    conv1: str = "im2col"
+    conv2: str = "im2col"
+    jnp_pool_grad: bool = False
     relu_then_pool: bool = False
-    dx_as_conv: bool = False
 
     @nn.compact
     def __call__(self, x):
-        for name, width, custom in (("Conv_0", 16, False), ("Conv_1", 32, self.dx_as_conv)):
-            y = _Conv(width, dx_as_conv=custom, name=name)(x)
-            if self.relu_then_pool:
-                x = models.max_pool_2x2(nn.relu(y))
-            else:
-                x = nn.relu(models.max_pool_2x2(y))
+        pool = pool_jnp_grad if self.jnp_pool_grad else models.max_pool_2x2
+        for name, width, impl in (("Conv_0", 16, self.conv1), ("Conv_1", 32, self.conv2)):
+            y = _Conv(width, impl=impl, name=name)(x)
+            x = pool(nn.relu(y)) if self.relu_then_pool else nn.relu(pool(y))
         x = nn.relu(nn.Dense(1000)(x.reshape(x.shape[0], -1)))
         return nn.Dense(10)(x)
 
@@ -120,8 +156,12 @@ def local_training(module: nn.Module, donate: bool = False):
 
 VARIANTS = {
     "engine": (models.MnistCNN(conv_impl="im2col"), False),
+    "sliced_patches": (Variant(conv1="sliced", conv2="sliced"), False),
+    "jnp_pool_grad": (Variant(jnp_pool_grad=True), False),
+    "before_gather": (Variant(conv1="sliced", conv2="sliced", jnp_pool_grad=True), False),
     "relu_then_pool": (Variant(relu_then_pool=True), False),
-    "dx_as_conv": (Variant(dx_as_conv=True), False),
+    "dx_as_conv": (Variant(conv2="dx_as_conv"), False),
+    "row_shift": (Variant(conv2="row_shift"), False),
     "donated": (models.MnistCNN(conv_impl="im2col"), True),
 }
 

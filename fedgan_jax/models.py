@@ -24,6 +24,7 @@ an elementwise select instead of XLA:CPU's slow ``select_and_scatter``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Protocol
 
 import jax
@@ -51,16 +52,45 @@ def check_config(model) -> None:
     resolve_conv_impl(model.conv_impl)
 
 
+def _patches_sliced(x: jax.Array, kh: int, kw: int) -> jax.Array:
+    oh, ow = x.shape[-3] - kh + 1, x.shape[-2] - kw + 1
+    return jnp.concatenate(
+        [x[..., i : i + oh, j : j + ow, :] for i in range(kh) for j in range(kw)], axis=-1
+    )
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def patches(x: jax.Array, kh: int, kw: int) -> jax.Array:
+    """im2col: [..., h, w, c] -> [..., oh, ow, kh*kw*c], ordered (i, j, c) like a kernel's
+    reshape.
+
+    The value is one gather, which XLA:CPU emits as one copy (the 25 slices and the
+    concatenate they feed cost ~1.5x more). Its derivative is the same linear map written
+    as slices, so the input gradient (the generator's, the second convolution's)
+    transposes to pads and adds, not to the scatter-add a gather's transpose would be.
+    Forward and reverse mode both work; values and gradients equal the sliced form's
+    to the bit (tests/test_models.py).
+    """
+    oh, ow = x.shape[-3] - kh + 1, x.shape[-2] - kw + 1
+    rows = np.arange(oh)[:, None] + np.arange(kh)[None, :]
+    cols = np.arange(ow)[:, None] + np.arange(kw)[None, :]
+    p = x[..., rows[:, None, :, None], cols[None, :, None, :], :]  # [..., oh, ow, kh, kw, c]
+    return p.reshape(*p.shape[:-3], kh * kw * x.shape[-1])
+
+
+@patches.defjvp
+def _patches_jvp(kh, kw, primals, tangents):
+    (x,), (t,) = primals, tangents
+    return patches(x, kh, kw), _patches_sliced(t, kh, kw)
+
+
 def conv_im2col(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """'VALID', stride-1 NHWC convolution as patches @ kernel (one 2-D matmul)."""
     kh, kw, cin, cout = kernel.shape
-    oh, ow = x.shape[-3] - kh + 1, x.shape[-2] - kw + 1
-    patches = jnp.concatenate(
-        [x[..., i : i + oh, j : j + ow, :] for i in range(kh) for j in range(kw)], axis=-1
-    )  # [..., oh, ow, kh*kw*cin], ordered (i, j, c) like the kernel's reshape
-    lead = patches.shape[:-1]
+    cols = patches(x, kh, kw)
+    lead = cols.shape[:-1]
     # A 2-D matmul: XLA:CPU runs it ~1.5x faster than the same dot with 3 free dims.
-    out = patches.reshape(-1, kh * kw * cin) @ kernel.reshape(kh * kw * cin, cout)
+    out = cols.reshape(-1, kh * kw * cin) @ kernel.reshape(kh * kw * cin, cout)
     return out.reshape(*lead, cout)
 
 
@@ -94,11 +124,33 @@ class Conv(nn.Module):
         return conv(x, kernel) + bias
 
 
-def max_pool_2x2(x: jax.Array) -> jax.Array:
-    """2x2 max pooling, stride 2, 'VALID' (an odd last row/column is dropped)."""
+def _windows(x: jax.Array) -> jax.Array:
+    """[..., h, w, c] -> [..., h//2, 2, w//2, 2, c] (an odd last row/column is dropped)."""
     *lead, h, w, c = x.shape
     x = x[..., : h - h % 2, : w - w % 2, :]
-    return x.reshape(*lead, h // 2, 2, w // 2, 2, c).max(axis=(-4, -2))
+    return x.reshape(*lead, h // 2, 2, w // 2, 2, c)
+
+
+@jax.custom_jvp
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+    """2x2 max pooling, stride 2, 'VALID' (an odd last row/column is dropped).
+
+    The derivative is JAX's own for a max (a tie shares the gradient equally), written so
+    that XLA:CPU fuses it: the tie count is four compares of strided slices, not a mask
+    converted to floats and reduced apart. Equal to `jnp.max`'s gradient to the bit, ties
+    included (tests/test_models.py).
+    """
+    return _windows(x).max(axis=(-4, -2))
+
+
+@max_pool_2x2.defjvp
+def _max_pool_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    windows = _windows(x)
+    out = windows.max(axis=(-4, -2))
+    ties = sum((windows[..., :, a, :, b, :] == out).astype(x.dtype) for a in (0, 1) for b in (0, 1))
+    hit = windows == out[..., :, None, :, None, :]
+    return out, jnp.where(hit, _windows(t), 0).sum(axis=(-4, -2)) / ties
 
 
 class MnistCNN(nn.Module):

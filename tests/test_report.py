@@ -206,9 +206,10 @@ def test_lever_table_ratios_to_the_first_baseline_and_failed_levers_kept():
 
 
 def test_step_levers_compute_the_engines_function():
-    """experiments/step_levers.py: every rewritten network (ReLU before max-pool, the
-    input gradient as a convolution, donated buffers) ends its steps at the engine's
-    parameters, up to float rounding; a wrong rewrite (a bad custom VJP) would not."""
+    """experiments/step_levers.py: every rewritten network (sliced patches, `jnp.max`'s
+    pooling derivative, ReLU before max-pool, the input gradient as a convolution, the
+    row-shifted convolution, donated buffers) ends its steps at the engine's parameters,
+    up to float rounding; a wrong rewrite (a bad custom derivative) would not."""
     import re
     import subprocess
     import sys
@@ -223,7 +224,16 @@ def test_step_levers_compute_the_engines_function():
     rows = re.findall(
         r"^\| (\w+) \| [\d.]+ \| [\d,]+ \| [\d.]+ \| ([\d.e+-]+) \|$", done.stdout, re.M
     )
-    assert [name for name, _ in rows] == ["engine", "relu_then_pool", "dx_as_conv", "donated"]
+    assert [name for name, _ in rows] == [
+        "engine",
+        "sliced_patches",
+        "jnp_pool_grad",
+        "before_gather",
+        "relu_then_pool",
+        "dx_as_conv",
+        "row_shift",
+        "donated",
+    ]
     assert all(float(diff) < 1e-5 for _, diff in rows), rows
 
 
