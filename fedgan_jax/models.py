@@ -140,12 +140,18 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
     converted to floats and reduced apart. Equal to `jnp.max`'s gradient to the bit, ties
     included (tests/test_models.py).
     """
-    return _windows(x).max(axis=(-4, -2))
+    with jax.named_scope("max_pool_2x2"):
+        return _windows(x).max(axis=(-4, -2))
 
 
 @max_pool_2x2.defjvp
 def _max_pool_jvp(primals, tangents):
     (x,), (t,) = primals, tangents
+    with jax.named_scope("max_pool_2x2"):
+        return _max_pool_and_derivative(x, t)
+
+
+def _max_pool_and_derivative(x, t):
     windows = _windows(x)
     out = windows.max(axis=(-4, -2))
     ties = sum((windows[..., :, a, :, b, :] == out).astype(x.dtype) for a in (0, 1) for b in (0, 1))

@@ -1,0 +1,169 @@
+"""Where one client's local training spends its time, operation by operation (issue 16).
+
+    python experiments/step_profile.py [--variant=engine] [--steps=20] [--repeats=7]
+
+Runs ``--variant`` of `experiments/step_levers.py` (``--steps`` SGD minibatches of 64 in
+one jitted scan) ``--repeats`` times under `jax.profiler`, reads the Perfetto trace and
+attributes each XLA:CPU operation's time to the network's layer and pass it came from
+(the HLO's ``op_name`` metadata: ``forward Conv_1/dot_general``,
+``backward Conv_1/dot_general`` ...). Prints the time per step of each such source, its
+share, and for the matrix products their rate against the CPU's measured sgemm rate; the
+sum of the operations' times is printed beside the wall time, since independent
+operations may overlap on the two threads.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import gzip
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from experiments import step_levers  # noqa: E402
+from fedgan_jax.outputs import cpu_info  # noqa: E402
+
+_VARIANT = flags.DEFINE_enum(
+    "variant", "engine", list(step_levers.VARIANTS), "Which network of step_levers.py."
+)
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%(\S+) = (\S+) (\S+?)\((.*)$")
+_OP_NAME = re.compile(r'op_name="([^"]*)"')
+_SHAPE = re.compile(r"f32\[([\d,]*)\]")
+
+
+def source(op_name: str) -> str:
+    """'jit(train)/while/body/closed_call/transpose(jvp(MnistCNN))/Conv_1/dot_general'
+    -> 'backward Conv_1/dot_general' (a jit(f) level -> f)."""
+    path = op_name.split("closed_call/", 1)[-1]
+    direction = "backward " if path.startswith("transpose(") else ""
+    direction = direction or ("forward " if path.startswith("jvp(") else "")
+    parts = [p for p in path.split("/") if not re.match(r"(transpose\()?jvp\(", p)]
+    return direction + "/".join(re.sub(r"^jit\((.*)\)$", r"\1", p) for p in parts)
+
+
+def layer(src: str) -> str:
+    """'backward Conv_1/dot_general' -> 'backward Conv_1'; the loss and SGD -> 'loss, SGD'."""
+    return src.split("/")[0] if "/" in src and " " in src else "loss, SGD"
+
+
+def instructions(hlo: str) -> dict[str, tuple[str, bool]]:
+    """Each instruction of the compiled module -> (its `source`, whether it is a matrix
+    product: a dot, or a fusion around one)."""
+    with_dot, computation = set(), None
+    for line in hlo.splitlines():
+        header = re.match(r"^(?:ENTRY )?%?(\S+) .*\{$", line)
+        if header:
+            computation = header.group(1)
+        elif " dot(" in line:
+            with_dot.add(computation)
+    found = {}
+    for line in hlo.splitlines():
+        match, op = _INSTRUCTION.match(line), _OP_NAME.search(line)
+        if match and op:
+            calls = re.search(r"calls=%(\S+?)[,\s]", line)
+            is_dot = match.group(3) == "dot" or bool(calls and calls.group(1) in with_dot)
+            found[match.group(1)] = (source(op.group(1)), is_dot)
+    return found
+
+
+def matmul_flops(jaxpr) -> collections.Counter:
+    """2*M*N*K of every dot_general in a (closed) jaxpr, by `layer` of its name stack."""
+    flops = collections.Counter()
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            (contract, _), _ = eqn.params["dimension_numbers"]
+            k = np.prod([eqn.invars[0].aval.shape[d] for d in contract])
+            name = source(f"closed_call/{eqn.source_info.name_stack}/dot_general")
+            flops[layer(name)] += 2 * np.prod(eqn.outvars[0].aval.shape) * k
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, tuple | list) else [param]:
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    flops.update(matmul_flops(inner))
+    return flops
+
+
+def profile(fn, args, repeats: int) -> tuple[collections.Counter, float, str]:
+    """Seconds inside each XLA operation over ``repeats`` calls, the wall time, and the
+    compiled module's text."""
+    compiled = fn.lower(*args).compile()
+    for _ in range(2):
+        jax.block_until_ready(compiled(*args))
+    with tempfile.TemporaryDirectory() as trace_dir:
+        jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
+        tic = time.perf_counter()
+        for _ in range(repeats):
+            jax.block_until_ready(compiled(*args))
+        wall = time.perf_counter() - tic
+        jax.profiler.stop_trace()
+        (path,) = glob.glob(f"{trace_dir}/**/perfetto_trace.json.gz", recursive=True)
+        with gzip.open(path) as f:
+            trace = json.load(f)
+    spent = collections.Counter()
+    for event in trace["traceEvents"] if isinstance(trace, dict) else trace:
+        if event.get("ph") == "X":
+            spent[event["name"]] += event.get("dur", 0) * 1e-6
+    return spent, wall, compiled.as_text()
+
+
+def table(spent, wall, hlo, flops, steps: int) -> str:
+    """Markdown: per layer and pass, ms per step in matrix products (and their GFLOP/s)
+    and in everything else; then the ten costliest other operations."""
+    per_step = 1e3 / steps
+    matmul, other, by_source = collections.Counter(), collections.Counter(), collections.Counter()
+    for name, (src, is_dot) in instructions(hlo).items():
+        (matmul if is_dot else other)[layer(src)] += spent.get(name, 0.0)
+        if not is_dot:
+            by_source[src] += spent.get(name, 0.0)
+    total = sum(matmul.values()) + sum(other.values())
+    lines = [
+        "| layer, pass | matmul ms | matmul GFLOP/s | other ms | share |",
+        "|---|---|---|---|---|",
+    ]
+    for name in sorted(set(matmul) | set(other), key=lambda n: -(matmul[n] + other[n])):
+        rate = f"{flops[name] * steps / matmul[name] / 1e9:.0f}" if matmul[name] else ""
+        lines.append(
+            f"| {name} | {matmul[name] * per_step:.2f} | {rate} | "
+            f"{other[name] * per_step:.2f} | {(matmul[name] + other[name]) / total:.0%} |"
+        )
+    mm = sum(matmul.values())
+    lines.append(
+        f"| **all** | {mm * per_step:.2f} | {sum(flops.values()) * steps / mm / 1e9:.0f} | "
+        f"{sum(other.values()) * per_step:.2f} | wall {wall * per_step:.2f} ms |"
+    )
+    lines += ["", "| costliest other operations | ms per step |", "|---|---|"]
+    lines += [f"| {src} | {t * per_step:.2f} |" for src, t in by_source.most_common(10)]
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    module, donate = step_levers.VARIANTS[_VARIANT.value]
+    steps, repeats = step_levers._STEPS.value, step_levers._REPEATS.value
+    key = jax.random.key(0)
+    xs = jax.random.normal(key, (steps, step_levers.BATCH, 28, 28, 1))
+    ys = jax.random.randint(key, (steps, step_levers.BATCH), 0, 10)
+    params = step_levers.models.init_params(module, key, xs[0])
+    fn = step_levers.local_training(module, donate)
+    flops = matmul_flops(fn.trace(params, xs, ys).jaxpr.jaxpr)
+    spent, wall, hlo = profile(fn, (params, xs, ys), repeats)
+    cpu = cpu_info()
+    print(
+        f"CPU: {cpu['model']} ({', '.join(cpu.get('isa', []))}), jax {jax.__version__}, "
+        f"variant {_VARIANT.value}, {steps} steps of {step_levers.BATCH}, {repeats} calls"
+    )
+    print(table(spent, wall, hlo, flops, steps * repeats))
+
+
+if __name__ == "__main__":
+    app.run(main)
