@@ -36,24 +36,32 @@ from fedgan_jax.outputs import cpu_info  # noqa: E402
 _VARIANT = flags.DEFINE_enum(
     "variant", "engine", list(step_levers.VARIANTS), "Which network of step_levers.py."
 )
+_ROUND = flags.DEFINE_integer(
+    "round", 0, "Profile the engine's round over this many clients instead (0: a variant)."
+)
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%(\S+) = (\S+) (\S+?)\((.*)$")
 _OP_NAME = re.compile(r'op_name="([^"]*)"')
 _SHAPE = re.compile(r"f32\[([\d,]*)\]")
 
 
 def source(op_name: str) -> str:
-    """'jit(train)/while/body/closed_call/transpose(jvp(MnistCNN))/Conv_1/dot_general'
-    -> 'backward Conv_1/dot_general' (a jit(f) level -> f)."""
-    path = op_name.split("closed_call/", 1)[-1]
-    direction = "backward " if path.startswith("transpose(") else ""
-    direction = direction or ("forward " if path.startswith("jvp(") else "")
-    parts = [p for p in path.split("/") if not re.match(r"(transpose\()?jvp\(", p)]
+    """An HLO op_name -> the network's layer and pass, or the round's own operation:
+    '.../closed_call/transpose(jvp(MnistCNN))/Conv_1/dot_general' ->
+    'backward Conv_1/dot_general' (a jit(f) level -> f); '.../while/body/sort' -> 'sort'."""
+    match = re.search(r"(transpose\()?jvp\(", op_name)
+    if not match:
+        return "/".join(op_name.split("/")[-1:])
+    direction = "backward " if match.group(1) else "forward "
+    parts = [
+        p for p in op_name[match.start() :].split("/") if not re.match(r"(transpose\()?jvp\(", p)
+    ]
     return direction + "/".join(re.sub(r"^jit\((.*)\)$", r"\1", p) for p in parts)
 
 
 def layer(src: str) -> str:
-    """'backward Conv_1/dot_general' -> 'backward Conv_1'; the loss and SGD -> 'loss, SGD'."""
-    return src.split("/")[0] if "/" in src and " " in src else "loss, SGD"
+    """'backward Conv_1/dot_general' -> 'backward Conv_1'; anything outside the network's
+    layers (the loss, SGD, the round's own work) -> 'outside the layers'."""
+    return src.split("/")[0] if "/" in src and " " in src else "outside the layers"
 
 
 def instructions(hlo: str) -> dict[str, tuple[str, bool]]:
@@ -84,7 +92,7 @@ def matmul_flops(jaxpr) -> collections.Counter:
             (contract, _), _ = eqn.params["dimension_numbers"]
             k = np.prod([eqn.invars[0].aval.shape[d] for d in contract])
             name = source(f"closed_call/{eqn.source_info.name_stack}/dot_general")
-            flops[layer(name)] += 2 * np.prod(eqn.outvars[0].aval.shape) * k
+            flops[layer(name)] += 2 * int(np.prod(eqn.outvars[0].aval.shape)) * int(k)
         for param in eqn.params.values():
             for sub in param if isinstance(param, tuple | list) else [param]:
                 inner = getattr(sub, "jaxpr", sub)
@@ -146,23 +154,55 @@ def table(spent, wall, hlo, flops, steps: int) -> str:
     return "\n".join(lines)
 
 
-def main(argv):
-    del argv
+def _round(clients: int, steps: int):
+    """The benchmark's ``engine_seq`` round (`federated.make_round`, clients in sequence)
+    over ``clients`` clients of ``steps`` minibatches of 64 random records each: (jitted
+    round, its arguments, minibatch steps per call)."""
+    from fedgan_jax import federated
+    from fedgan_jax.partition import ClientData
+
+    model = step_levers.models.classifier("mnist", "im2col")
+    key = jax.random.key(0)
+    records = steps * step_levers.BATCH
+    x = jax.random.normal(key, (clients, records, 28, 28, 1))
+    y = jax.random.randint(key, (clients, records), 0, 10)
+    data = ClientData(x=x, y=y, counts=jax.numpy.full((clients,), records, jax.numpy.int32))
+    params = step_levers.models.init_params(model, key, x[0, :1])
+    update = federated.make_client_update(
+        lambda p, b: model.apply({"params": p}, b), local_epochs=1, batch_size=step_levers.BATCH
+    )
+    round_fn = jax.jit(federated.make_round(update, num_clients=clients, client_chunk=1))
+    return round_fn, (params, data, key, 0.05), clients * steps
+
+
+def _local_training(steps: int):
+    """``--variant``'s local training of ``steps`` minibatches: (jitted fn, args, steps)."""
     module, donate = step_levers.VARIANTS[_VARIANT.value]
-    steps, repeats = step_levers._STEPS.value, step_levers._REPEATS.value
     key = jax.random.key(0)
     xs = jax.random.normal(key, (steps, step_levers.BATCH, 28, 28, 1))
     ys = jax.random.randint(key, (steps, step_levers.BATCH), 0, 10)
     params = step_levers.models.init_params(module, key, xs[0])
-    fn = step_levers.local_training(module, donate)
-    flops = matmul_flops(fn.trace(params, xs, ys).jaxpr.jaxpr)
-    spent, wall, hlo = profile(fn, (params, xs, ys), repeats)
+    return step_levers.local_training(module, donate), (params, xs, ys), steps
+
+
+def main(argv):
+    del argv
+    steps, repeats = step_levers._STEPS.value, step_levers._REPEATS.value
+    if _ROUND.value:
+        fn, args, per_call = _round(_ROUND.value, steps)
+        what = f"the engine's round, {_ROUND.value} clients of {steps} minibatches"
+    else:
+        fn, args, per_call = _local_training(steps)
+        what = f"variant {_VARIANT.value}, {steps} minibatches"
+    flops = matmul_flops(fn.trace(*args).jaxpr.jaxpr)
+    spent, wall, hlo = profile(fn, args, repeats)
     cpu = cpu_info()
     print(
         f"CPU: {cpu['model']} ({', '.join(cpu.get('isa', []))}), jax {jax.__version__}, "
-        f"variant {_VARIANT.value}, {steps} steps of {step_levers.BATCH}, {repeats} calls"
+        f"{what} of {step_levers.BATCH}, {repeats} calls; per minibatch step:"
     )
-    print(table(spent, wall, hlo, flops, steps * repeats))
+    print(f"matrix-product FLOP per step: {sum(flops.values()):,}")
+    print(table(spent, wall, hlo, flops, per_call * repeats))
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@ and the training of the attack classifiers share it.
 A dataset here is fixed-shape: ``x[capacity, ...]``, targets ``y[capacity]`` (int labels)
 or ``y[capacity, classes]`` (soft labels), and ``count``: records ``0..count-1`` are real,
 the rest is padding. Every epoch draws a fresh permutation of the real records from its own
-key; minibatches that hold no real record are skipped with `lax.cond` (a real skip when
-clients run in sequence, a select under `vmap`), and a partial last batch is a mean over
-its real records. One `lax.scan` runs all steps of all epochs.
+key, the padding last; minibatches that hold no real record are skipped (a loop over the
+real ones: a real skip when clients run in sequence, selects under `vmap`), and a partial
+last batch is a mean over its real records. A `lax.scan` runs the epochs.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def make_trainer(
             batches = order.reshape(n_steps, batch_size)
             if private:  # the noise: a stream of the epoch key the permutation never uses
                 batches = (batches, jax.random.split(jax.random.fold_in(epoch_key, 1), n_steps))
-            return lax.scan(step, carry, batches)
+            return _real_steps(step, carry, batches, count)
 
         passes = 1 if steps > 0 else epochs
         (params, _), (losses, ran) = lax.scan(
@@ -101,29 +101,42 @@ def make_trainer(
 
 
 def _masked_step(grad_fn, optimizer, x, y, count, private: bool) -> Callable:
-    """One scan step over a batch of record indices: indices >= count are padding, and a
-    batch of padding only is skipped (`lax.cond`)."""
+    """One SGD step over a batch of record indices (indices >= count are padding):
+    ``step(carry, xs) -> (carry, loss)``."""
     capacity = x.shape[0]
 
     def step(carry, xs):
         params, opt_state = carry
         idx, *noise_key = xs if private else (xs,)
-        mask = idx < count
-
-        def update(operand):
-            params, opt_state = operand
-            safe = jnp.minimum(idx, capacity - 1)
-            loss, grads = grad_fn(params, x[safe], y[safe], mask, *noise_key)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss
-
-        def skip(operand):
-            return operand, jnp.zeros((), jnp.float32)
-
-        carry, loss = lax.cond(mask.any(), update, skip, (params, opt_state))
-        return carry, (loss, mask.any())
+        safe = jnp.minimum(idx, capacity - 1)
+        loss, grads = grad_fn(params, x[safe], y[safe], idx < count, *noise_key)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
 
     return step
+
+
+def _real_steps(step, carry, batches, count):
+    """Runs `step` over the batches that hold a real record, which come first
+    (`pass_order` puts the padding last), in a loop of that many trips; the rest are
+    skipped. Returns ``(carry, (losses, ran))`` like a scan over every batch (0 where
+    skipped). A loop with a data-dependent trip count rather than a `lax.cond` per batch:
+    XLA:CPU compiles a step inside a conditional's branch ~1.2x slower (its im2col gather
+    copies twice; experiments/step_profile.py --round). Under `vmap` it runs the most
+    trips any client needs, each client's carry selected."""
+    idx = batches[0] if isinstance(batches, tuple) else batches
+    n_steps = idx.shape[0]
+    ran = jnp.any(idx < count, axis=1)
+    trips = jnp.sum(ran)
+
+    def body(i, state):
+        carry, losses = state
+        carry, loss = step(carry, jax.tree.map(lambda b: b[i], batches))
+        return carry, losses.at[i].set(loss)
+
+    losses = jnp.zeros((n_steps,), jnp.float32)
+    carry, losses = lax.fori_loop(0, trips, body, (carry, losses))
+    return carry, (losses, ran)
 
 
 def _train_metrics(params, losses: jax.Array, ran: jax.Array) -> dict[str, jax.Array]:

@@ -157,6 +157,46 @@ def test_empty_steps_are_skipped():
     assert int(metrics["steps"]) == 6
 
 
+def test_padding_batches_never_step_the_optimizer():
+    """Batches of padding only are skipped, not run with a zero gradient: with momentum
+    a run one would still move the parameters. The trainer equals a Python loop over each
+    epoch's real batches of `pass_order`; the same trainer on every batch would not, and
+    under vmap (a client of 5 records beside one of 13) each client gets its own count."""
+    params = linear_params(jax.random.key(1))
+    data = make_clients(jax.random.key(0), [5, 13], 16)
+    opt = optax.sgd(0.1, momentum=0.9)
+    trainer = training.make_trainer(linear_apply, opt, epochs=3, batch_size=4)
+    key = jax.random.key(3)
+
+    def reference(x, y, count):
+        p, state = params, opt.init(params)
+        for epoch_key in jax.random.split(key, 3):
+            order = training.pass_order(epoch_key, count, 16, 16, cycle=False).reshape(4, 4)
+            for idx in order:
+                if not bool(jnp.any(idx < count)):
+                    continue
+                mask = idx < count
+                grads = jax.grad(
+                    lambda q, i=idx, m=mask: training.masked_cross_entropy(
+                        linear_apply(q, x[jnp.minimum(i, 15)]), y[jnp.minimum(i, 15)], m
+                    )
+                )(p)
+                updates, state = opt.update(grads, state, p)
+                p = optax.apply_updates(p, updates)
+        return p
+
+    got, metrics = jax.jit(jax.vmap(trainer, (None, 0, 0, 0, None)))(
+        params, data.x, data.y, data.counts, key
+    )
+    np.testing.assert_array_equal(metrics["steps"], [6, 12])
+    for c in range(2):
+        want = reference(data.x[c], data.y[c], data.counts[c])
+        client = jax.tree.map(lambda a, c=c: a[c], got)
+        chex.assert_trees_all_close(client, want, rtol=1e-5, atol=1e-6)
+    alone, _ = jax.jit(trainer)(params, data.x[0], data.y[0], data.counts[0], key)
+    chex.assert_trees_all_close(alone, jax.tree.map(lambda a: a[0], got), rtol=1e-6, atol=1e-7)
+
+
 def _steps_update(steps, batch=4):
     return federated.make_client_update(
         linear_apply, local_epochs=3, batch_size=batch, local_steps=steps

@@ -237,6 +237,39 @@ def test_step_levers_compute_the_engines_function():
     assert all(float(diff) < 1e-5 for _, diff in rows), rows
 
 
+def test_step_profile_attributes_every_matmul_to_its_layer():
+    """experiments/step_profile.py under the real profiler: every layer's forward and
+    backward appears with its matrix products' time and rate, and the FLOP count of the
+    products is the Table II network's (a walker that missed the scan's body, or counted
+    a product twice, would print another)."""
+    import re
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "experiments/step_profile.py", "--steps=2", "--repeats=2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    # Per step of 64: forward 2*M*N*K of conv 1, conv 2, dense 1, dense 2; backward the
+    # same for every kernel gradient and for every input gradient but the first conv's.
+    forward = 2 * (36864 * 16 * 25 + 4096 * 32 * 400 + 64 * 1000 * 512 + 64 * 10 * 1000)
+    backward = forward + 2 * (4096 * 400 * 32 + 64 * 512 * 1000 + 64 * 1000 * 10)
+    assert f"matrix-product FLOP per step: {forward + backward:,}" in done.stdout
+    rows = dict(
+        re.findall(r"^\| ((?:forward|backward) \w+) \| ([\d.]+ \| \d*) \|", done.stdout, re.M)
+    )
+    for layer in ("Conv_0", "Conv_1", "Dense_0", "Dense_1"):
+        for direction in ("forward", "backward"):
+            ms, rate = rows[f"{direction} {layer}"].split(" | ")
+            assert float(ms) > 0 and int(rate) > 0, (layer, direction, rows)
+    assert "backward max_pool_2x2" in rows and "forward max_pool_2x2" in rows
+    shares = re.findall(r"\| (\d+)% \|$", done.stdout, re.M)
+    assert 95 <= sum(map(int, shares)) <= 105, shares
+
+
 def test_selection_probe_reads_back_every_checked_generator(tmp_path):
     """experiments/selection_probe.py on a finished run: the generator restored from each
     checkpoint has the score the run logged at that check, and the pixel rule's pick is
