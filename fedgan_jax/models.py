@@ -124,39 +124,15 @@ class Conv(nn.Module):
         return conv(x, kernel) + bias
 
 
-def _windows(x: jax.Array) -> jax.Array:
-    """[..., h, w, c] -> [..., h//2, 2, w//2, 2, c] (an odd last row/column is dropped)."""
-    *lead, h, w, c = x.shape
-    x = x[..., : h - h % 2, : w - w % 2, :]
-    return x.reshape(*lead, h // 2, 2, w // 2, 2, c)
-
-
-@jax.custom_jvp
 def max_pool_2x2(x: jax.Array) -> jax.Array:
-    """2x2 max pooling, stride 2, 'VALID' (an odd last row/column is dropped).
-
-    The derivative is JAX's own for a max (a tie shares the gradient equally), written so
-    that XLA:CPU fuses it: the tie count is four compares of strided slices, not a mask
-    converted to floats and reduced apart. Equal to `jnp.max`'s gradient to the bit, ties
-    included (tests/test_models.py).
-    """
+    """2x2 max pooling, stride 2, 'VALID' (an odd last row/column is dropped); its
+    derivative is `jnp.max`'s (a tie shares the gradient equally). A derivative written
+    for XLA:CPU to fuse gave nothing measurable (experiments/step_levers.py,
+    ``fused_pool_grad``)."""
     with jax.named_scope("max_pool_2x2"):
-        return _windows(x).max(axis=(-4, -2))
-
-
-@max_pool_2x2.defjvp
-def _max_pool_jvp(primals, tangents):
-    (x,), (t,) = primals, tangents
-    with jax.named_scope("max_pool_2x2"):
-        return _max_pool_and_derivative(x, t)
-
-
-def _max_pool_and_derivative(x, t):
-    windows = _windows(x)
-    out = windows.max(axis=(-4, -2))
-    ties = sum((windows[..., :, a, :, b, :] == out).astype(x.dtype) for a in (0, 1) for b in (0, 1))
-    hit = windows == out[..., :, None, :, None, :]
-    return out, jnp.where(hit, _windows(t), 0).sum(axis=(-4, -2)) / ties
+        *lead, h, w, c = x.shape
+        x = x[..., : h - h % 2, : w - w % 2, :]
+        return x.reshape(*lead, h // 2, 2, w // 2, 2, c).max(axis=(-4, -2))
 
 
 class MnistCNN(nn.Module):

@@ -93,36 +93,6 @@ def test_gathered_patches_equal_sliced_ones_in_value_and_derivatives(shape, kh, 
     np.testing.assert_array_equal(tangent, sliced(t, kh, kw))
 
 
-def test_max_pool_derivative_is_jnp_max_s_with_ties():
-    """The fused derivative of `models.max_pool_2x2` equals `jnp.max`'s to the bit: a tie
-    of two, three or four shares the gradient equally; forward mode to float rounding."""
-    x = jax.random.normal(jax.random.key(0), (2, 6, 7, 3))
-    x = x.at[0, 0:2, 0:2, 0].set(1.5)  # a 4-way tie
-    x = x.at[0, 2, 2:4, 1].set(2.5).at[0, 3, 2, 1].set(2.5)  # 3-way
-    x = x.at[1, 4, 4:6, 2].set(3.5)  # 2-way
-    x = jnp.round(x * 2) / 2  # more ties among the rest
-    w = jax.random.normal(jax.random.key(1), (2, 3, 3, 3))
-
-    def reference(a):
-        *lead, h, wd, c = a.shape
-        a = a[..., : h - h % 2, : wd - wd % 2, :]
-        return a.reshape(*lead, h // 2, 2, wd // 2, 2, c).max(axis=(-4, -2))
-
-    def grad_of(pool):
-        return jax.jit(jax.grad(lambda a: jnp.sum(jnp.cos(pool(a)) * w)))(x)
-
-    np.testing.assert_array_equal(models.max_pool_2x2(x), reference(x))
-    g = grad_of(models.max_pool_2x2)
-    np.testing.assert_array_equal(g, grad_of(reference))
-    assert set(np.unique(np.abs(np.asarray(g[0, 0:2, 0:2, 0])) / abs(float(g[0, 0, 0, 0])))) == {
-        1.0
-    }
-    t = jax.random.normal(jax.random.key(2), x.shape)
-    np.testing.assert_allclose(  # forward mode: the same sums, rounded apart by an ulp
-        jax.jvp(models.max_pool_2x2, (x,), (t,))[1], jax.jvp(reference, (x,), (t,))[1], rtol=1e-6
-    )
-
-
 def test_resolve_conv_impl():
     assert models.resolve_conv_impl("auto", "cpu") == "im2col"
     assert models.resolve_conv_impl("auto", "gpu") == "xla"

@@ -206,7 +206,7 @@ def test_lever_table_ratios_to_the_first_baseline_and_failed_levers_kept():
 
 
 def test_step_levers_compute_the_engines_function():
-    """experiments/step_levers.py: every rewritten network (sliced patches, `jnp.max`'s
+    """experiments/step_levers.py: every rewritten network (sliced patches, a fused
     pooling derivative, ReLU before max-pool, the input gradient as a convolution, the
     row-shifted convolution, donated buffers) ends its steps at the engine's parameters,
     up to float rounding; a wrong rewrite (a bad custom derivative) would not."""
@@ -227,8 +227,7 @@ def test_step_levers_compute_the_engines_function():
     assert [name for name, _ in rows] == [
         "engine",
         "sliced_patches",
-        "jnp_pool_grad",
-        "before_gather",
+        "fused_pool_grad",
         "relu_then_pool",
         "dx_as_conv",
         "row_shift",
