@@ -86,9 +86,9 @@ RUN_BATCHING = ("auto", "vmap", "map")
 
 def resolve_run_batching(batching: str, backend: str | None = None) -> str:
     """'auto': the runs of a batch in sequence inside one program on CPU ('map'), one vmap
-    on accelerators. On CPU the vmap is slower per run than runs one by one (a sequential
-    client loop's `lax.cond` becomes a select that computes both sides, and wider batches
-    gain nothing on 2 cores; `experiments/benchmark.py` rows ``sweep_batched``)."""
+    on accelerators. On CPU the vmap is slower per run than runs one by one (a client's
+    loop over its real batches runs the most trips any run needs, with selects, and wider
+    batches gain nothing on 2 cores; `experiments/benchmark.py` rows ``sweep_batched``)."""
     if batching != "auto":
         return batching
     return "map" if (backend or jax.default_backend()) == "cpu" else "vmap"
@@ -100,9 +100,9 @@ def over_runs(fn: Callable, num_runs: int, in_axes: Any = 0, batching: str = "vm
     Several runs: ``jit(vmap(fn))`` (``batching='vmap'``) or ``jit(lax.map(fn))``
     (``'map'``: one compiled program that runs them in turn, each exactly as alone). One
     run: the run axis is squeezed inside the jit and restored on the way out, which
-    computes what ``vmap`` would, but keeps `lax.cond` a real branch (under `vmap` it
-    becomes a select that runs both sides, e.g. the padded steps a sequential client loop
-    skips). Arguments with ``in_axes`` None carry no run axis.
+    computes what ``vmap`` would, but keeps data-dependent control flow real (under
+    `vmap` a `lax.cond` runs both sides and a loop the most trips any run needs, e.g. the
+    padded steps a sequential client loop skips). Arguments with ``in_axes`` None carry no run axis.
     """
     if num_runs > 1 and batching == "vmap":
         return jax.jit(jax.vmap(fn, in_axes=in_axes))

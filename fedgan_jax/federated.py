@@ -118,7 +118,8 @@ def train_and_sum(
     its leading (client) axis; `like` is a pytree shaped like u_k. ``client_chunk`` clients
     are vmapped together and the chunks run in sequence (`lax.scan`) carrying the running
     weighted sum, so memory does not grow with the number of clients; 0 (or >= the client
-    count) is one vmap over all, 1 a plain scan (where `lax.cond` inside stays a branch).
+    count) is one vmap over all, 1 a plain scan (where each client's loop over its real
+    batches stops at its own count).
     """
     n = weights.shape[0]
 
