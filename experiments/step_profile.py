@@ -1,15 +1,18 @@
-"""Where one client's local training spends its time, operation by operation (issue 16).
+"""Where one client's local training, or the engine's round, spends its time (issue 16).
 
     python experiments/step_profile.py [--variant=engine] [--steps=20] [--repeats=7]
+    python experiments/step_profile.py --round=20 --steps=4 [--repeats=5]
 
 Runs ``--variant`` of `experiments/step_levers.py` (``--steps`` SGD minibatches of 64 in
-one jitted scan) ``--repeats`` times under `jax.profiler`, reads the Perfetto trace and
-attributes each XLA:CPU operation's time to the network's layer and pass it came from
-(the HLO's ``op_name`` metadata: ``forward Conv_1/dot_general``,
-``backward Conv_1/dot_general`` ...). Prints the time per step of each such source, its
-share, and for the matrix products their rate against the CPU's measured sgemm rate; the
-sum of the operations' times is printed beside the wall time, since independent
-operations may overlap on the two threads.
+one jitted scan), or with ``--round=N`` the benchmark's ``engine_seq`` round of N clients
+of ``--steps`` minibatches, ``--repeats`` times under `jax.profiler`; reads the Perfetto
+trace and attributes each XLA:CPU operation's time to the network's layer and pass it
+came from (the HLO's ``op_name`` metadata: ``forward Conv_1/dot_general``,
+``backward Conv_1/dot_general`` ...; anything else is "outside the layers"). Prints, per
+minibatch step, each layer and pass's time in matrix products (with their GFLOP/s, from
+the jaxpr's dot_generals) and in other operations, then the costliest other operations.
+The operations' times are summed beside the wall time, since independent operations may
+overlap on the two threads.
 """
 
 from __future__ import annotations
@@ -41,7 +44,6 @@ _ROUND = flags.DEFINE_integer(
 )
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%(\S+) = (\S+) (\S+?)\((.*)$")
 _OP_NAME = re.compile(r'op_name="([^"]*)"')
-_SHAPE = re.compile(r"f32\[([\d,]*)\]")
 
 
 def source(op_name: str) -> str:
@@ -50,7 +52,7 @@ def source(op_name: str) -> str:
     'backward Conv_1/dot_general' (a jit(f) level -> f); '.../while/body/sort' -> 'sort'."""
     match = re.search(r"(transpose\()?jvp\(", op_name)
     if not match:
-        return "/".join(op_name.split("/")[-1:])
+        return op_name.split("/")[-1]
     direction = "backward " if match.group(1) else "forward "
     parts = [
         p for p in op_name[match.start() :].split("/") if not re.match(r"(transpose\()?jvp\(", p)
