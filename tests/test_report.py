@@ -205,25 +205,30 @@ def test_lever_table_ratios_to_the_first_baseline_and_failed_levers_kept():
     assert lines[5] == "| baseline | as shipped | 900 (0.90x) | 2,100 (1.05x) |"
 
 
+def _experiment_stdout(script: str, *args: str) -> str:
+    """What ``experiments/<script> <args>`` prints (it must exit 0 within 10 minutes)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, f"experiments/{script}", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    return done.stdout
+
+
 def test_step_levers_compute_the_engines_function():
     """experiments/step_levers.py: every rewritten network (sliced patches, a fused
     pooling derivative, ReLU before max-pool, the input gradient as a convolution, the
     row-shifted convolution, donated buffers) ends its steps at the engine's parameters,
     up to float rounding; a wrong rewrite (a bad custom derivative) would not."""
     import re
-    import subprocess
-    import sys
 
-    done = subprocess.run(
-        [sys.executable, "experiments/step_levers.py", "--steps=3", "--repeats=1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-    )
-    rows = re.findall(
-        r"^\| (\w+) \| [\d.]+ \| [\d,]+ \| [\d.]+ \| ([\d.e+-]+) \|$", done.stdout, re.M
-    )
+    stdout = _experiment_stdout("step_levers.py", "--steps=3", "--repeats=1")
+    rows = re.findall(r"^\| (\w+) \| [\d.]+ \| [\d,]+ \| [\d.]+ \| ([\d.e+-]+) \|$", stdout, re.M)
     assert [name for name, _ in rows] == [
         "engine",
         "sliced_patches",
@@ -242,30 +247,20 @@ def test_step_profile_attributes_every_matmul_to_its_layer():
     products is the Table II network's (a walker that missed the scan's body, or counted
     a product twice, would print another)."""
     import re
-    import subprocess
-    import sys
 
-    done = subprocess.run(
-        [sys.executable, "experiments/step_profile.py", "--steps=2", "--repeats=2"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-    )
+    stdout = _experiment_stdout("step_profile.py", "--steps=2", "--repeats=2")
     # Per step of 64: forward 2*M*N*K of conv 1, conv 2, dense 1, dense 2; backward the
     # same for every kernel gradient and for every input gradient but the first conv's.
     forward = 2 * (36864 * 16 * 25 + 4096 * 32 * 400 + 64 * 1000 * 512 + 64 * 10 * 1000)
     backward = forward + 2 * (4096 * 400 * 32 + 64 * 512 * 1000 + 64 * 1000 * 10)
-    assert f"matrix-product FLOP per step: {forward + backward:,}" in done.stdout
-    rows = dict(
-        re.findall(r"^\| ((?:forward|backward) \w+) \| ([\d.]+ \| \d*) \|", done.stdout, re.M)
-    )
+    assert f"matrix-product FLOP per step: {forward + backward:,}" in stdout
+    rows = dict(re.findall(r"^\| ((?:forward|backward) \w+) \| ([\d.]+ \| \d*) \|", stdout, re.M))
     for layer in ("Conv_0", "Conv_1", "Dense_0", "Dense_1"):
         for direction in ("forward", "backward"):
             ms, rate = rows[f"{direction} {layer}"].split(" | ")
             assert float(ms) > 0 and int(rate) > 0, (layer, direction, rows)
     assert "backward max_pool_2x2" in rows and "forward max_pool_2x2" in rows
-    shares = re.findall(r"\| (\d+)% \|$", done.stdout, re.M)
+    shares = re.findall(r"\| (\d+)% \|$", stdout, re.M)
     assert 95 <= sum(map(int, shares)) <= 105, shares
 
 
