@@ -19,7 +19,12 @@ client's ``--steps`` SGD minibatches of 64 in one jitted `lax.scan`. Variants:
   transpose of im2col's slices (pads and adds);
 * ``row_shift``: the second convolution as im2col along the width only, one matmul to
   all five row offsets at once (a 160-wide output instead of 32) and five shifted adds;
-* ``donated``: the engine's network with the parameters' buffers donated to the step.
+* ``donated``: the engine's network with the parameters' buffers donated to the step;
+* ``bf16_dense``, ``bf16_matmuls``, ``bf16_activations``: bf16 compute (for CPUs with
+  AVX512_BF16 or AMX). The dense layers' matmul operands in bf16 (f32 accumulation);
+  every matmul's operands (the im2col patches and the dense inputs) in bf16; or the
+  activations themselves in bf16 from the input on (parameters stay f32, the logits
+  come back as f32). Not the engine's function: they end within bf16 rounding of it.
 
 All variants run the same steps from the same parameters, interleaved, medians of
 ``--repeats`` calls; it prints each one's largest parameter difference from ``engine``
@@ -114,8 +119,22 @@ def _pool_fused_jvp(primals, tangents):
     return out, jnp.where(hit, _windows(t), 0).sum(axis=(-4, -2)) / ties
 
 
+def conv_bf16(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """`models.conv_im2col` with the matmul's operands in bf16, accumulated in f32."""
+    kh, kw, cin, cout = kernel.shape
+    cols = models.patches(x, kh, kw)
+    out = _bf16_matmul(cols.reshape(-1, kh * kw * cin), kernel.reshape(-1, cout))
+    return out.reshape(*cols.shape[:-1], cout)
+
+
+def _bf16_matmul(a: jax.Array, b: jax.Array) -> jax.Array:
+    bf16 = jnp.bfloat16
+    return jnp.dot(a.astype(bf16), b.astype(bf16), preferred_element_type=jnp.float32)
+
+
 CONVS = {
     "im2col": models.conv_im2col,
+    "bf16": conv_bf16,
     "sliced": conv_sliced,
     "dx_as_conv": conv_dx_as_conv,
     "row_shift": conv_row_shift,
@@ -133,7 +152,24 @@ class _Conv(nn.Module):
         shape = (5, 5, x.shape[-1], self.features)
         kernel = self.param("kernel", nn.initializers.lecun_normal(), shape)
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        kernel, bias = kernel.astype(x.dtype), bias.astype(x.dtype)  # bf16 activations
         return CONVS[self.impl](x, kernel) + bias
+
+
+class _Dense(nn.Module):
+    """`flax.linen.Dense`'s parameters; its matmul's operands in bf16 if ``bf16``."""
+
+    features: int
+    bf16: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        shape = (x.shape[-1], self.features)
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), shape)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        if self.bf16:
+            return _bf16_matmul(x, kernel) + bias
+        return x @ kernel.astype(x.dtype) + bias.astype(x.dtype)
 
 
 class Variant(nn.Module):
@@ -143,15 +179,18 @@ class Variant(nn.Module):
     conv2: str = "im2col"
     fused_pool_grad: bool = False
     relu_then_pool: bool = False
+    bf16_dense: bool = False
+    activations: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x):
         pool = pool_fused_grad if self.fused_pool_grad else models.max_pool_2x2
+        x = x.astype(self.activations)
         for name, width, impl in (("Conv_0", 16, self.conv1), ("Conv_1", 32, self.conv2)):
             y = _Conv(width, impl=impl, name=name)(x)
             x = pool(nn.relu(y)) if self.relu_then_pool else nn.relu(pool(y))
-        x = nn.relu(nn.Dense(1000)(x.reshape(x.shape[0], -1)))
-        return nn.Dense(10)(x)
+        x = nn.relu(_Dense(1000, self.bf16_dense, name="Dense_0")(x.reshape(x.shape[0], -1)))
+        return _Dense(10, self.bf16_dense, name="Dense_1")(x).astype(jnp.float32)
 
 
 def local_training(module: nn.Module, donate: bool = False):
@@ -179,6 +218,9 @@ VARIANTS = {
     "dx_as_conv": (Variant(conv2="dx_as_conv"), False),
     "row_shift": (Variant(conv2="row_shift"), False),
     "donated": (models.MnistCNN(conv_impl="im2col"), True),
+    "bf16_dense": (Variant(bf16_dense=True), False),
+    "bf16_matmuls": (Variant(conv1="bf16", conv2="bf16", bf16_dense=True), False),
+    "bf16_activations": (Variant(activations=jnp.bfloat16), False),
 }
 
 
