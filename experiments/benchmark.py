@@ -8,6 +8,11 @@ For the MNIST Table II model, local batch 64, at each client count, with medians
 
 * ``engine_seq`` / ``engine_vmap``: the engine's jitted round (`federated.make_round`),
   clients in sequence inside the compiled round (the CPU default) or one vmap over all.
+* ``engine_mesh``: the same round with its client axis sharded over every device
+  (``fl.mesh_devices=-1``; each device runs its clients as the backend's default does).
+  On a CPU, ``--cpu_devices`` (default: one per core) splits the CPU into that many XLA
+  devices, so that the cores train different clients at once; the other rows use the
+  first device alone. With a single device it is skipped.
 * ``python_loop``: a Python loop over clients and over their minibatches, calling a jitted
   single-client SGD step on device-resident batches, then a jitted FedAvg (how FedJAX's
   default for-each-client backend runs clients).
@@ -39,8 +44,14 @@ _BATCH = flags.DEFINE_integer("batch_size", 64, "Local batch size.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per measurement (median).")
 _MODES = flags.DEFINE_list(
     "modes",
-    ["engine_seq", "engine_vmap", "python_loop", "python_loop_xla", "single_client"],
+    ["engine_seq", "engine_vmap", "engine_mesh", "python_loop", "python_loop_xla", "single_client"],
     "Which measurements to run.",
+)
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices",
+    0,
+    "XLA devices the CPU is split into (jax_num_cpu_devices), for the engine_mesh rows; "
+    "0: one per core. Ignored on accelerators.",
 )
 _JSON = flags.DEFINE_string("json", None, "Also write the JSON document to this file.")
 _GAN = flags.DEFINE_bool("gan", True, "Also measure generator and attack-classifier speed.")
@@ -207,24 +218,45 @@ def _compile_seconds(jitted, *args):
 
 
 def _engine_records(setup, emit, n, clients, key):
-    """The engine's jitted round: clients in sequence (engine_seq) or one vmap (engine_vmap)."""
+    """The engine's jitted round: clients in sequence (engine_seq), one vmap (engine_vmap),
+    or sharded over every device (engine_mesh)."""
     import jax
 
-    from fedgan_jax import federated, models
+    from fedgan_jax import engine, federated, models
 
     impl = models.resolve_conv_impl(_CONV.value)
-    for mode, chunk in (("engine_seq", 1), ("engine_vmap", 0)):
-        if mode not in _MODES.value:
+    default_chunk = 1 if setup.backend == "cpu" else 0
+    for mode, chunk in (("engine_seq", 1), ("engine_vmap", 0), ("engine_mesh", default_chunk)):
+        if mode not in _MODES.value or (mode == "engine_mesh" and jax.device_count() == 1):
             continue
+        mesh = engine.make_mesh(jax.device_count()) if mode == "engine_mesh" else None
         _, params, apply_fn = _model_for(impl)
         update = federated.make_client_update(apply_fn, local_epochs=1, batch_size=setup.batch)
-        round_fn = jax.jit(federated.make_round(update, num_clients=n, client_chunk=chunk))
-        compiled, compile_s = _compile_seconds(round_fn, params, clients, key, 0.05)
-        seconds = _median_seconds(
-            lambda c=compiled, a=(params, clients, key, 0.05): jax.block_until_ready(c(*a)),
-            setup.repeats,
+        round_fn = jax.jit(
+            federated.make_round(update, num_clients=n, client_chunk=chunk, mesh=mesh)
         )
-        emit(_throughput(setup, mode, n, seconds, compile_s, impl))
+        args = (params, _sharded_clients(clients, mesh), key, 0.05)
+        compiled, compile_s = _compile_seconds(round_fn, *args)
+        seconds = _median_seconds(
+            lambda c=compiled, a=args: jax.block_until_ready(c(*a)), setup.repeats
+        )
+        record = _throughput(setup, mode, n, seconds, compile_s, impl)
+        emit(dict(record, devices=1 if mesh is None else mesh.size))
+
+
+def _sharded_clients(clients, mesh):
+    """The clients split over the mesh's client axis (left to the compiler when the count
+    does not divide it: the round pads its slots to the mesh itself)."""
+    import jax
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from fedgan_jax import federated
+
+    if mesh is None or clients.counts.shape[0] % mesh.size:
+        return clients
+    spec = NamedSharding(mesh, P(federated.CLIENT_AXIS))
+    return jax.tree.map(lambda a: jax.device_put(a, spec), clients)
 
 
 def _loop_records(setup, emit, n, x, y):
@@ -463,14 +495,17 @@ def _ratios(out, counts):
             n = r["clients"]
             if r["samples_per_second"] > torch_best.get(n, (0, ""))[0]:
                 torch_best[n] = (r["samples_per_second"], r["mode"])
-    out["engine_over_pytorch"] = {
-        str(n): {
-            "ratio": by[("engine_seq", n)]["samples_per_second"] / best,
-            "pytorch_mode": mode,
+    for key, mode in (
+        ("engine_over_pytorch", "engine_seq"),
+        ("engine_mesh_over_pytorch", "engine_mesh"),
+    ):
+        ratios = {
+            str(n): {"ratio": by[(mode, n)]["samples_per_second"] / best, "pytorch_mode": name}
+            for n, (best, name) in torch_best.items()
+            if (mode, n) in by
         }
-        for n, (best, mode) in torch_best.items()
-        if ("engine_seq", n) in by
-    }
+        if ratios or mode == "engine_seq":
+            out[key] = ratios
     first, last = by.get(("engine_seq", counts[0])), by.get(("engine_seq", counts[-1]))
     if first and last:
         out["engine_scaling_last_over_first"] = (
@@ -478,8 +513,22 @@ def _ratios(out, counts):
         )
 
 
+def _split_cpu() -> None:
+    """One XLA device per core (or ``--cpu_devices``) for the engine_mesh rows: set before
+    the backend starts; on accelerators, or without engine_mesh, nothing changes."""
+    import jax
+
+    if "engine_mesh" not in _MODES.value or "xla_force_host_platform_device_count" in (
+        os.environ.get("XLA_FLAGS", "")
+    ):
+        return
+    count = _CPU_DEVICES.value or os.cpu_count() or 1
+    jax.config.update("jax_num_cpu_devices", count)
+
+
 def main(argv):
     del argv
+    _split_cpu()
     import jax
 
     from fedgan_jax.outputs import cpu_info

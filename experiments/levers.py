@@ -28,6 +28,11 @@ LEVERS = {
     "baseline": ("", [], "the engine as it ships (im2col convolutions, clients in sequence)"),
     "conv_xla": ("", ["--conv_impl=xla"], "XLA's native convolution instead of im2col"),
     "clients_vmapped": ("", ["--modes=engine_vmap"], "one vmap over all clients (blocked)"),
+    "clients_on_cores": (
+        "",
+        ["--modes=engine_mesh"],
+        "one XLA device per core, the clients sharded over them (fl.mesh_devices=-1)",
+    ),
     "xnnpack": ("--xla_cpu_use_xnnpack=true", [], "XNNPACK kernels for dots/convolutions"),
     "onednn": ("--xla_cpu_use_onednn=true", [], "oneDNN kernels for dots/convolutions"),
     "fast_math": ("--xla_cpu_enable_fast_math=true", [], "fast math (reassociation, approx.)"),

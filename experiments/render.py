@@ -129,7 +129,14 @@ def run_summary(r: dict) -> str:
     return "\n".join(lines)
 
 
-_ENGINE_MODES = ("engine_seq", "engine_vmap", "python_loop", "python_loop_xla", "single_client")
+_ENGINE_MODES = (
+    "engine_seq",
+    "engine_vmap",
+    "engine_mesh",
+    "python_loop",
+    "python_loop_xla",
+    "single_client",
+)
 
 
 def benchmark_tables(b: dict, torch_records: list[dict]) -> str:
@@ -182,8 +189,9 @@ def _throughput_table(b: dict, records: list[dict], counts: list[int]) -> list[s
             r = by.get((mode, n))
             if r:
                 gflops = r["samples_per_second"] * b["flops_per_sample"] / 1e9
+                label = f"{mode} ({r['devices']} devices)" if mode == "engine_mesh" else mode
                 lines.append(
-                    f"| {mode} | {n} | {r['samples_per_second']:,.0f} | "
+                    f"| {label} | {n} | {r['samples_per_second']:,.0f} | "
                     f"{r['compile_seconds']:.2f} | {gflops:.1f} | "
                     f"{gflops / b['sgemm_gflops']:.0%} | {r['cores_busy']:.2f} |"
                 )
@@ -198,13 +206,15 @@ def _throughput_table(b: dict, records: list[dict], counts: list[int]) -> list[s
 def _ratio_table(b: dict, by: dict, records: list[dict], counts: list[int]) -> list[str]:
     """The engine's round as the backend runs it by default (clients in sequence on CPU,
     one vmap elsewhere) over each alternative's samples/s, per client count; PyTorch's
-    fastest variant at that count."""
+    fastest variant at that count; and, where the document has them, the round sharded
+    over the devices (engine_mesh) over the same PyTorch."""
     engine_mode = "engine_seq" if b["backend"] == "cpu" else "engine_vmap"
+    mesh = any(mode == "engine_mesh" for mode, _ in by)
     lines = [
         "",
         f"| clients | {engine_mode} / python_loop | {engine_mode} / python_loop_xla | "
-        f"{engine_mode} / fastest pytorch |",
-        "|---|---|---|---|",
+        f"{engine_mode} / fastest pytorch |" + (" engine_mesh / fastest pytorch |" if mesh else ""),
+        "|---|---|---|---|" + ("---|" if mesh else ""),
     ]
     for n in counts:
         engine = by[(engine_mode, n)]["samples_per_second"]
@@ -214,9 +224,14 @@ def _ratio_table(b: dict, by: dict, records: list[dict], counts: list[int]) -> l
             cells.append("n/a" if other is None else f"{engine / other['samples_per_second']:.2f}")
         torch = [r for r in _pytorch(records) if r["clients"] == n]
         best = max(torch, key=lambda r: r["samples_per_second"], default=None)
-        cells.append(
-            "n/a" if best is None else f"{engine / best['samples_per_second']:.2f} ({best['mode']})"
-        )
+        for mode in (engine_mode, "engine_mesh") if mesh else (engine_mode,):
+            row = by.get((mode, n))
+            ratio = (
+                None
+                if best is None or row is None
+                else row["samples_per_second"] / best["samples_per_second"]
+            )
+            cells.append("n/a" if ratio is None else f"{ratio:.2f} ({best['mode']})")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return lines
 

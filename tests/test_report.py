@@ -182,6 +182,27 @@ def test_benchmark_tables_accelerator_pytorch_variants_and_sweeps():
     assert "| 4 | 0.2000 | 0.0500 (4.00x) | 0.2500 (0.80x) | vmap |" in out
 
 
+def test_benchmark_tables_mesh_rows_and_their_ratio_to_pytorch():
+    """The round sharded over the CPU's devices is labelled with its device count and
+    gets its own ratio to the fastest PyTorch variant; a count without it says n/a."""
+    torch = [
+        {"mode": "pytorch_eager", "clients": n, "threads": 2, "torch": "t",
+         "samples_per_second": sps}
+        for n, sps in ((2, 500.0), (4, 2000.0))
+    ]  # fmt: skip
+    mesh = dict(_throughput("engine_mesh", 2, 1500.0), devices=2)
+    doc = dict(BENCHMARK, records=[*BENCHMARK["records"], mesh, *torch])
+    out = render.benchmark_tables(doc, []).splitlines()
+    assert "| engine_mesh (2 devices) | 2 | 1,500 | 1.50 | 13.8 | 46% | 0.99 |" in out
+    assert out.index("| engine_mesh (2 devices) | 2 | 1,500 | 1.50 | 13.8 | 46% | 0.99 |") < next(
+        i for i, line in enumerate(out) if line.startswith("| python_loop |")
+    )
+    assert "engine_seq / fastest pytorch | engine_mesh / fastest pytorch |" in "\n".join(out)
+    # 1000/500 and 1500/500 at 2 clients; 3000/2000 and no mesh row at 4
+    assert "| 2 | 2.00 | n/a | 2.00 (pytorch_eager) | 3.00 (pytorch_eager) |" in out
+    assert "| 4 | 3.00 | 2.00 | 1.50 (pytorch_eager) | n/a |" in out
+
+
 def test_benchmark_tables_one_row_per_mode_and_count_when_clients_include_1():
     doc = dict(BENCHMARK, records=[_throughput("engine_seq", 1, 100.0)])
     doc.pop("engine_scaling_last_over_first")

@@ -159,7 +159,8 @@ def test_benchmark_document_and_its_report(tmp_path):
         "--records=64",
         "--batch_size=32",
         "--repeats=1",
-        "--modes=engine_seq,python_loop",
+        "--modes=engine_seq,engine_mesh,python_loop",
+        "--cpu_devices=2",
         "--gan=false",
         "--profile=false",
         "--sweep_runs=",
@@ -170,7 +171,11 @@ def test_benchmark_document_and_its_report(tmp_path):
     with open(path) as f:
         doc = json.load(f)
     by = {(rec["mode"], rec["clients"]): rec for rec in doc["records"]}
-    assert set(by) == {(m, n) for m in ("engine_seq", "python_loop") for n in (2, 3)}
+    modes = ("engine_seq", "engine_mesh", "python_loop")
+    assert set(by) == {(m, n) for m in modes for n in (2, 3)}
+    # the CPU split in two for engine_mesh alone; 3 clients pad to 4 slots on 2 devices
+    assert doc["devices"] == 2 and by[("engine_mesh", 3)]["devices"] == 2
+    assert by[("engine_seq", 3)]["devices"] == 1
     # XLA's count for one SGD step of the Table II MNIST CNN: ~9.2 MFLOP per sample
     assert 8e6 < doc["flops_per_sample"] < 11e6
     for rec in by.values():
