@@ -1,14 +1,17 @@
 """What each speed lever gives the engine's round on this machine (issue 16, item 2).
 
     python experiments/levers.py --json=runs/levers.json
+    python experiments/levers.py --levers=clients_on_cores --passes=3
 
 Each lever is one `experiments/benchmark.py` process (``engine_seq`` at 5, 20 and 100
 clients, medians of ``--repeats``), with XLA flags in ``XLA_FLAGS`` (read once, when
 XLA starts, hence a process per lever) or benchmark flags. The baseline runs first and
 last: their gap is the drift of the machine over the whole measurement, and a lever's
 ratio means nothing below it. A flag this XLA does not know stops its process; the lever
-is then reported as failed with its last line, not dropped. Prints a markdown table of
-samples/s and the ratio to the first baseline per client count.
+is then reported as failed with its last line, not dropped. ``--passes=N`` runs the
+levers N times, each pass after its own baseline, so that a lever near the noise shows
+beside several baselines. Prints a markdown table of samples/s and the ratio to the
+first baseline per client count.
 """
 
 from __future__ import annotations
@@ -45,6 +48,12 @@ _CLIENTS = flags.DEFINE_list("clients", ["5", "20", "100"], "Client counts.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per measurement (median).")
 _JSON = flags.DEFINE_string("json", None, "Also write every lever's records to this file.")
 _TIMEOUT = flags.DEFINE_integer("timeout", 900, "Seconds one lever's process may take.")
+_PASSES = flags.DEFINE_integer(
+    "passes",
+    1,
+    "Passes over the levers, each after a baseline (a lever near the noise "
+    "then shows beside several baselines, not one).",
+)
 
 
 def measure(name: str) -> dict:
@@ -112,7 +121,8 @@ def main(argv):
     unknown = [name for name in _LEVERS.value if name not in LEVERS]
     if unknown:
         raise app.UsageError(f"unknown levers {unknown}; known: {', '.join(LEVERS)}")
-    names = ["baseline", *(n for n in _LEVERS.value if n != "baseline"), "baseline"]
+    levers_run = [n for n in _LEVERS.value if n != "baseline"]
+    names = ["baseline", *levers_run] * max(_PASSES.value, 1) + ["baseline"]
     results = []
     for name in names:
         print(f"lever {name} ...", file=sys.stderr, flush=True)

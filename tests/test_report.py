@@ -192,7 +192,9 @@ def test_benchmark_tables_mesh_rows_and_their_ratio_to_pytorch():
     ]  # fmt: skip
     mesh = dict(_throughput("engine_mesh", 2, 1500.0), devices=2)
     doc = dict(BENCHMARK, records=[*BENCHMARK["records"], mesh, *torch])
+    doc["sgemm_gflops_measured"] = [21.0, 30.0]
     out = render.benchmark_tables(doc, []).splitlines()
+    assert "sgemm 30 GFLOP/s (the faster of 21 and 30, at start and end);" in out[0]
     assert "| engine_mesh (2 devices) | 2 | 1,500 | 1.50 | 13.8 | 46% | 0.99 |" in out
     assert out.index("| engine_mesh (2 devices) | 2 | 1,500 | 1.50 | 13.8 | 46% | 0.99 |") < next(
         i for i, line in enumerate(out) if line.startswith("| python_loop |")

@@ -176,6 +176,14 @@ def test_benchmark_document_and_its_report(tmp_path):
     # the CPU split in two for engine_mesh alone; 3 clients pad to 4 slots on 2 devices
     assert doc["devices"] == 2 and by[("engine_mesh", 3)]["devices"] == 2
     assert by[("engine_seq", 3)]["devices"] == 1
+    # the peak is the faster of the sgemm at the start and at the end, and every
+    # record's fraction is against it
+    assert doc["sgemm_gflops"] == max(doc["sgemm_gflops_measured"])
+    assert len(doc["sgemm_gflops_measured"]) == 2
+    for rec in doc["records"]:
+        assert rec["fraction_of_peak"] == pytest.approx(
+            rec["achieved_gflops"] / doc["sgemm_gflops"]
+        )
     # XLA's count for one SGD step of the Table II MNIST CNN: ~9.2 MFLOP per sample
     assert 8e6 < doc["flops_per_sample"] < 11e6
     for rec in by.values():
