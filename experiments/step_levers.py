@@ -19,6 +19,13 @@ client's ``--steps`` SGD minibatches of 64 in one jitted `lax.scan`. Variants:
   transpose of im2col's slices (pads and adds);
 * ``row_shift``: the second convolution as im2col along the width only, one matmul to
   all five row offsets at once (a 160-wide output instead of 32) and five shifted adds;
+* ``conv2_xla``, ``convs_xla``: the second (or both) convolutions as XLA's own
+  (`lax.conv_general_dilated`, what `flax.linen.Conv` lowers to);
+* ``conv2_xla_canonical``, ``convs_xla_canonical``: the same with the derivative written
+  as convolutions in the layout XLA:CPU's convolution kernels take (NHWC x HWIO; the
+  kernel gradient with the channels as the batch), by `jax.custom_vjp`. Inside a loop,
+  XLA:CPU leaves the transposed convolutions it derives itself in other layouts and runs
+  them through a generic loop;
 * ``donated``: the engine's network with the parameters' buffers donated to the step;
 * ``bf16_dense``, ``bf16_matmuls``, ``bf16_activations``: bf16 compute (for CPUs with
   AVX512_BF16 or AMX). The dense layers' matmul operands in bf16 (f32 accumulation);
@@ -127,6 +134,30 @@ def conv_bf16(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return out.reshape(*cols.shape[:-1], cout)
 
 
+@jax.custom_vjp
+def conv_xla_canonical(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """`models.conv_xla` whose input and kernel gradients are themselves NHWC x HWIO
+    convolutions."""
+    return models.conv_xla(x, kernel)
+
+
+def _canonical_forward(x, kernel):
+    return models.conv_xla(x, kernel), (x, kernel)
+
+
+def _canonical_backward(saved, g):
+    x, kernel = saved
+    kh, kw = kernel.shape[:2]
+    flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)
+    dx = models.conv_xla(jnp.pad(g, [(0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)]), flipped)
+    # the kernel gradient: input channels as the batch, the batch as the features
+    dk = models.conv_xla(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3))  # [in, kh, kw, out]
+    return dx, dk.transpose(1, 2, 0, 3)
+
+
+conv_xla_canonical.defvjp(_canonical_forward, _canonical_backward)
+
+
 def _bf16_matmul(a: jax.Array, b: jax.Array) -> jax.Array:
     bf16 = jnp.bfloat16
     return jnp.dot(a.astype(bf16), b.astype(bf16), preferred_element_type=jnp.float32)
@@ -134,6 +165,8 @@ def _bf16_matmul(a: jax.Array, b: jax.Array) -> jax.Array:
 
 CONVS = {
     "im2col": models.conv_im2col,
+    "xla": models.conv_xla,
+    "xla_canonical": conv_xla_canonical,
     "bf16": conv_bf16,
     "sliced": conv_sliced,
     "dx_as_conv": conv_dx_as_conv,
@@ -217,6 +250,10 @@ VARIANTS = {
     "relu_then_pool": (Variant(relu_then_pool=True), False),
     "dx_as_conv": (Variant(conv2="dx_as_conv"), False),
     "row_shift": (Variant(conv2="row_shift"), False),
+    "conv2_xla": (Variant(conv2="xla"), False),
+    "convs_xla": (Variant(conv1="xla", conv2="xla"), False),
+    "conv2_xla_canonical": (Variant(conv2="xla_canonical"), False),
+    "convs_xla_canonical": (Variant(conv1="xla_canonical", conv2="xla_canonical"), False),
     "donated": (models.MnistCNN(conv_impl="im2col"), True),
     "bf16_dense": (Variant(bf16_dense=True), False),
     "bf16_matmuls": (Variant(conv1="bf16", conv2="bf16", bf16_dense=True), False),

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from flax import linen as nn
 from jax import lax
 
@@ -48,8 +49,13 @@ def resolve_conv_impl(impl: str, backend: str | None = None) -> str:
 
 
 def check_config(model) -> None:
-    """Checks ``config.model``."""
-    resolve_conv_impl(model.conv_impl)
+    """Checks ``config.model``; warns when XLA's own convolution is asked for on a CPU."""
+    if resolve_conv_impl(model.conv_impl) == "xla" and jax.default_backend() == "cpu":
+        logging.warning(
+            "model.conv_impl='xla' on a CPU: inside the compiled round XLA:CPU runs the "
+            "convolutions' derivatives through a generic loop, 15-20x slower than 'im2col' "
+            "(experiments/step_levers.py, conv2_xla and convs_xla); 'auto' picks im2col here"
+        )
 
 
 def _patches_sliced(x: jax.Array, kh: int, kw: int) -> jax.Array:

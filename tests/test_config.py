@@ -255,6 +255,22 @@ def test_builders_share_their_fields_messages():
     assert str(info.value) == _error(models.check_config, config.model)
 
 
+def test_xla_convolution_on_a_cpu_is_warned_of(caplog):
+    """model.conv_impl='xla' is allowed on a CPU, but its derivatives run 15-20x slower
+    inside the compiled round there: the check says so; im2col and auto stay silent."""
+    config = demo.get_config()
+    for impl in ("auto", "im2col"):
+        config.model.conv_impl = impl
+        with caplog.at_level(logging.WARNING):
+            config_lib.validate(config)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    config.model.conv_impl = "xla"
+    with caplog.at_level(logging.WARNING):
+        config_lib.validate(config)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("model.conv_impl='xla' on a CPU")
+
+
 # --------------------------------------------------------------------------- derived fields
 
 

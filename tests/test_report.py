@@ -246,7 +246,8 @@ def _experiment_stdout(script: str, *args: str) -> str:
 def test_step_levers_compute_the_engines_function():
     """experiments/step_levers.py: every rewritten network (sliced patches, a fused
     pooling derivative, ReLU before max-pool, the input gradient as a convolution, the
-    row-shifted convolution, donated buffers) ends its steps at the engine's parameters,
+    row-shifted convolution, XLA's convolutions with and without canonical derivatives,
+    donated buffers) ends its steps at the engine's parameters,
     up to float rounding; a wrong rewrite (a bad custom derivative) would not. The bf16
     variants end within bf16 rounding of them, and not at them (a cast that did not
     happen would leave them at the f32 parameters)."""
@@ -261,6 +262,10 @@ def test_step_levers_compute_the_engines_function():
         "relu_then_pool",
         "dx_as_conv",
         "row_shift",
+        "conv2_xla",
+        "convs_xla",
+        "conv2_xla_canonical",
+        "convs_xla_canonical",
         "donated",
         "bf16_dense",
         "bf16_matmuls",
