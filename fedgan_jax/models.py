@@ -53,7 +53,7 @@ def check_config(model) -> None:
     if resolve_conv_impl(model.conv_impl) == "xla" and jax.default_backend() == "cpu":
         logging.warning(
             "model.conv_impl='xla' on a CPU: inside the compiled round XLA:CPU runs the "
-            "convolutions' derivatives through a generic loop, 15-20x slower than 'im2col' "
+            "convolutions' derivatives through a generic loop, 17-20x slower than 'im2col' "
             "(experiments/step_levers.py, conv2_xla and convs_xla); 'auto' picks im2col here"
         )
 

@@ -256,7 +256,7 @@ def test_builders_share_their_fields_messages():
 
 
 def test_xla_convolution_on_a_cpu_is_warned_of(caplog):
-    """model.conv_impl='xla' is allowed on a CPU, but its derivatives run 15-20x slower
+    """model.conv_impl='xla' is allowed on a CPU, but its derivatives run 17-20x slower
     inside the compiled round there: the check says so; im2col and auto stay silent."""
     config = demo.get_config()
     for impl in ("auto", "im2col"):

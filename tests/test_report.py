@@ -300,6 +300,44 @@ def test_step_profile_attributes_every_matmul_to_its_layer():
     assert 95 <= sum(map(int, shares)) <= 105, shares
 
 
+def test_step_profile_attributes_fusions_without_an_op_name():
+    """A fusion XLA made without an op_name (bf16 normalisation makes them) takes the
+    layer its instructions name; an operation with none at all is kept, as 'no op_name',
+    never dropped; control flow (whose time is its body's) is not counted twice."""
+    import sys
+
+    sys.argv = sys.argv[:1]
+    from experiments import step_profile
+
+    body = "jit(f)/while/body/closed_call"
+    hlo = f"""
+%fused_computation.1 (p0: f32[4]) -> f32[4] {{
+  %p0 = f32[4]{{0}} parameter(0)
+  %c = bf16[4]{{0}} convert(%p0), metadata={{op_name="{body}"}}
+  %a = f32[4]{{0}} add(%p0, %p0), metadata={{op_name="{body}/transpose(jvp(Net))/Conv_1/add_any"}}
+  ROOT %s = f32[4]{{0}} select(%p0, %a, %p0), metadata={{op_name="{body}/transpose(jvp(Net))/Conv_1/pad"}}
+}}
+
+%body (arg: f32[4]) -> f32[4] {{
+  %arg = f32[4]{{0}} parameter(0)
+  %add_select_fusion = f32[4]{{0}} fusion(%arg), kind=kLoop, calls=%fused_computation.1
+  %copy.3 = f32[4]{{0}} copy(%add_select_fusion)
+  ROOT %m = f32[4]{{0}} multiply(%copy.3, %arg), metadata={{op_name="{body}/jvp(Net)/Dense_0/mul"}}
+}}
+
+ENTRY %main (x: f32[4]) -> f32[4] {{
+  %x = f32[4]{{0}} parameter(0)
+  ROOT %while.1 = f32[4]{{0}} while(%x), condition=%cond, body=%body
+}}
+"""
+    found = step_profile.instructions(hlo)
+    assert found["add_select_fusion"][0].startswith("backward Conv_1/")
+    assert found["copy.3"] == ("no op_name copy", False)
+    assert found["m"] == ("forward Dense_0/mul", False)
+    assert "while.1" not in found and "x" not in found
+    assert step_profile.layer(found["copy.3"][0]) == "no op_name"
+
+
 def test_selection_probe_reads_back_every_checked_generator(tmp_path):
     """experiments/selection_probe.py on a finished run: the generator restored from each
     checkpoint has the score the run logged at that check, and the pixel rule's pick is
