@@ -310,12 +310,13 @@ def test_step_profile_attributes_fusions_without_an_op_name():
     from experiments import step_profile
 
     body = "jit(f)/while/body/closed_call"
+    conv = f"{body}/transpose(jvp(Net))/Conv_1"
     hlo = f"""
 %fused_computation.1 (p0: f32[4]) -> f32[4] {{
   %p0 = f32[4]{{0}} parameter(0)
   %c = bf16[4]{{0}} convert(%p0), metadata={{op_name="{body}"}}
-  %a = f32[4]{{0}} add(%p0, %p0), metadata={{op_name="{body}/transpose(jvp(Net))/Conv_1/add_any"}}
-  ROOT %s = f32[4]{{0}} select(%p0, %a, %p0), metadata={{op_name="{body}/transpose(jvp(Net))/Conv_1/pad"}}
+  %a = f32[4]{{0}} add(%p0, %p0), metadata={{op_name="{conv}/add_any"}}
+  ROOT %s = f32[4]{{0}} select(%p0, %a, %p0), metadata={{op_name="{conv}/pad"}}
 }}
 
 %body (arg: f32[4]) -> f32[4] {{
