@@ -304,10 +304,7 @@ def test_step_profile_attributes_fusions_without_an_op_name():
     """A fusion XLA made without an op_name (bf16 normalisation makes them) takes the
     layer its instructions name; an operation with none at all is kept, as 'no op_name',
     never dropped; control flow (whose time is its body's) is not counted twice."""
-    import sys
-
-    sys.argv = sys.argv[:1]
-    from experiments import step_profile
+    from experiments import hlo_ops
 
     body = "jit(f)/while/body/closed_call"
     conv = f"{body}/transpose(jvp(Net))/Conv_1"
@@ -331,12 +328,12 @@ ENTRY %main (x: f32[4]) -> f32[4] {{
   ROOT %while.1 = f32[4]{{0}} while(%x), condition=%cond, body=%body
 }}
 """
-    found = step_profile.instructions(hlo)
+    found = hlo_ops.instructions(hlo)
     assert found["add_select_fusion"][0].startswith("backward Conv_1/")
     assert found["copy.3"] == ("no op_name copy", False)
     assert found["m"] == ("forward Dense_0/mul", False)
     assert "while.1" not in found and "x" not in found
-    assert step_profile.layer(found["copy.3"][0]) == "no op_name"
+    assert hlo_ops.layer(found["copy.3"][0]) == "no op_name"
 
 
 def test_selection_probe_reads_back_every_checked_generator(tmp_path):
