@@ -54,6 +54,7 @@ _CPU_DEVICES = flags.DEFINE_integer(
     0,
     "XLA devices the CPU is split into (jax_num_cpu_devices), for the engine_mesh rows; "
     "0: one per core. Ignored on accelerators.",
+    lower_bound=0,
 )
 _JSON = flags.DEFINE_string("json", None, "Also write the JSON document to this file.")
 _GAN = flags.DEFINE_bool("gan", True, "Also measure generator and attack-classifier speed.")
