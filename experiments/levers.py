@@ -53,6 +53,7 @@ _PASSES = flags.DEFINE_integer(
     1,
     "Passes over the levers, each after a baseline (a lever near the noise "
     "then shows beside several baselines, not one).",
+    lower_bound=1,
 )
 
 
@@ -122,7 +123,7 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"unknown levers {unknown}; known: {', '.join(LEVERS)}")
     levers_run = [n for n in _LEVERS.value if n != "baseline"]
-    names = ["baseline", *levers_run] * max(_PASSES.value, 1) + ["baseline"]
+    names = ["baseline", *levers_run] * _PASSES.value + ["baseline"]
     results = []
     for name in names:
         print(f"lever {name} ...", file=sys.stderr, flush=True)
