@@ -102,6 +102,13 @@ def measure(name: str) -> dict:
     }
 
 
+def sequence(levers: list[str], passes: int) -> list[str]:
+    """The processes to run: each pass of the levers after a baseline, and a baseline
+    last (a 'baseline' among `levers` is not run twice in a pass)."""
+    others = [name for name in levers if name != "baseline"]
+    return ["baseline", *others] * passes + ["baseline"]
+
+
 def table(results: list[dict], counts: list[int]) -> str:
     """Markdown: samples/s per client count and the ratio to the first baseline."""
     base = results[0]["rows"]
@@ -122,8 +129,7 @@ def main(argv):
     unknown = [name for name in _LEVERS.value if name not in LEVERS]
     if unknown:
         raise app.UsageError(f"unknown levers {unknown}; known: {', '.join(LEVERS)}")
-    levers_run = [n for n in _LEVERS.value if n != "baseline"]
-    names = ["baseline", *levers_run] * _PASSES.value + ["baseline"]
+    names = sequence(_LEVERS.value, _PASSES.value)
     results = []
     for name in names:
         print(f"lever {name} ...", file=sys.stderr, flush=True)

@@ -228,6 +228,15 @@ def test_lever_table_ratios_to_the_first_baseline_and_failed_levers_kept():
     assert lines[5] == "| baseline | as shipped | 900 (0.90x) | 2,100 (1.05x) |"
 
 
+def test_lever_passes_interleave_the_levers_with_baselines():
+    from experiments import levers
+
+    assert levers.sequence(["xnnpack"], 1) == ["baseline", "xnnpack", "baseline"]
+    assert levers.sequence(["a", "baseline", "b"], 2) == [
+        "baseline", "a", "b", "baseline", "a", "b", "baseline"
+    ]  # fmt: skip
+
+
 def _experiment_stdout(script: str, *args: str) -> str:
     """What ``experiments/<script> <args>`` prints (it must exit 0 within 10 minutes)."""
     import subprocess
