@@ -238,28 +238,13 @@ def _engine_records(setup, emit, n, clients, key):
         round_fn = jax.jit(
             federated.make_round(update, num_clients=n, client_chunk=chunk, mesh=mesh)
         )
-        args = (params, _sharded_clients(clients, mesh), key, 0.05)
+        args = (params, engine.place_clients(clients, mesh, run_axis=False), key, 0.05)
         compiled, compile_s = _compile_seconds(round_fn, *args)
         seconds = _median_seconds(
             lambda c=compiled, a=args: jax.block_until_ready(c(*a)), setup.repeats
         )
         record = _throughput(setup, mode, n, seconds, compile_s, impl)
         emit(dict(record, devices=1 if mesh is None else mesh.size))
-
-
-def _sharded_clients(clients, mesh):
-    """The clients split over the mesh's client axis (left to the compiler when the count
-    does not divide it: the round pads its slots to the mesh itself)."""
-    import jax
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
-
-    from fedgan_jax import federated
-
-    if mesh is None or clients.counts.shape[0] % mesh.size:
-        return clients
-    spec = NamedSharding(mesh, P(federated.CLIENT_AXIS))
-    return jax.tree.map(lambda a: jax.device_put(a, spec), clients)
 
 
 def _loop_records(setup, emit, n, x, y):

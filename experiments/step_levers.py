@@ -69,6 +69,14 @@ def conv_sliced(x: jax.Array, kernel: jax.Array) -> jax.Array:
     )
 
 
+def _input_gradient(conv, g: jax.Array, kernel: jax.Array) -> jax.Array:
+    """A 'VALID' convolution's input gradient as `conv` of the output gradient, padded by
+    the kernel's size less one, with the kernel flipped and its channels swapped."""
+    kh, kw = kernel.shape[:2]
+    pads = [(0, 0)] * (g.ndim - 3) + [(kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)]
+    return conv(jnp.pad(g, pads), kernel[::-1, ::-1].transpose(0, 1, 3, 2))
+
+
 def conv_dx_as_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """`models.conv_im2col` whose input gradient is itself an im2col convolution."""
 
@@ -84,9 +92,7 @@ def conv_dx_as_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
         kh, kw, cin, cout = kernel.shape
         cols = models.patches(x, kh, kw)
         dk = cols.reshape(-1, kh * kw * cin).T @ g.reshape(-1, cout)
-        pads = [(0, 0)] * (g.ndim - 3) + [(kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)]
-        flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)
-        return models.conv_im2col(jnp.pad(g, pads), flipped), dk.reshape(kernel.shape)
+        return _input_gradient(models.conv_im2col, g, kernel), dk.reshape(kernel.shape)
 
     conv.defvjp(forward, backward)
     return conv(x, kernel)
@@ -103,27 +109,27 @@ def conv_row_shift(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return sum(per_row[..., i : i + h - kh + 1, :, i, :] for i in range(kh))
 
 
-def _windows(x: jax.Array) -> jax.Array:
-    *lead, h, w, c = x.shape
-    return x[..., : h - h % 2, : w - w % 2, :].reshape(*lead, h // 2, 2, w // 2, 2, c)
-
-
 @jax.custom_jvp
 def pool_fused_grad(x: jax.Array) -> jax.Array:
     """`models.max_pool_2x2` whose derivative (`jnp.max`'s: a tie shares the gradient
     equally) counts the ties with four compares of strided slices, for XLA:CPU to fuse,
     instead of a float mask reduced apart."""
-    return _windows(x).max(axis=(-4, -2))
+    return models._windows(x).max(axis=(-4, -2))
 
 
 @pool_fused_grad.defjvp
 def _pool_fused_jvp(primals, tangents):
     (x,), (t,) = primals, tangents
-    windows = _windows(x)
+    windows = models._windows(x)
     out = windows.max(axis=(-4, -2))
     ties = sum((windows[..., :, a, :, b, :] == out).astype(x.dtype) for a in (0, 1) for b in (0, 1))
     hit = windows == out[..., :, None, :, None, :]
-    return out, jnp.where(hit, _windows(t), 0).sum(axis=(-4, -2)) / ties
+    return out, jnp.where(hit, models._windows(t), 0).sum(axis=(-4, -2)) / ties
+
+
+def _bf16_matmul(a: jax.Array, b: jax.Array) -> jax.Array:
+    bf16 = jnp.bfloat16
+    return jnp.dot(a.astype(bf16), b.astype(bf16), preferred_element_type=jnp.float32)
 
 
 def conv_bf16(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -147,20 +153,12 @@ def _canonical_forward(x, kernel):
 
 def _canonical_backward(saved, g):
     x, kernel = saved
-    kh, kw = kernel.shape[:2]
-    flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)
-    dx = models.conv_xla(jnp.pad(g, [(0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)]), flipped)
     # the kernel gradient: input channels as the batch, the batch as the features
     dk = models.conv_xla(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3))  # [in, kh, kw, out]
-    return dx, dk.transpose(1, 2, 0, 3)
+    return _input_gradient(models.conv_xla, g, kernel), dk.transpose(1, 2, 0, 3)
 
 
 conv_xla_canonical.defvjp(_canonical_forward, _canonical_backward)
-
-
-def _bf16_matmul(a: jax.Array, b: jax.Array) -> jax.Array:
-    bf16 = jnp.bfloat16
-    return jnp.dot(a.astype(bf16), b.astype(bf16), preferred_element_type=jnp.float32)
 
 
 CONVS = {

@@ -213,15 +213,20 @@ def prepare(
     return Setup(list(runs), dataset, np.stack(declared), np.stack(owners), stacked)
 
 
-def place_clients(clients: partition.ClientData, mesh: Mesh | None) -> partition.ClientData:
-    """Client arrays ``[R, N, ...]`` on device; with a mesh, the client axis split over it.
+def place_clients(
+    clients: partition.ClientData, mesh: Mesh | None, *, run_axis: bool = True
+) -> partition.ClientData:
+    """Client arrays ``[R, N, ...]`` (``[N, ...]`` without ``run_axis``: one round's) on
+    device; with a mesh, the client axis split over it.
     A mesh over several processes takes global arrays: the client axis is padded to the
     mesh with record-less clients (never selected: the round draws from the first N) and
     each process places only the clients of its own devices."""
-    spec = None if mesh is None else NamedSharding(mesh, P(None, federated.CLIENT_AXIS))
+    lead = [None] if run_axis else []
+    spec = None if mesh is None else NamedSharding(mesh, P(*lead, federated.CLIENT_AXIS))
     if spec is not None and distributed.multiprocess():
         pad = -clients.counts.shape[-1] % mesh.size
-        widths = lambda a: [(0, 0), (0, pad)] + [(0, 0)] * (a.ndim - 2)  # noqa: E731
+        before = [(0, 0)] * len(lead) + [(0, pad)]
+        widths = lambda a: before + [(0, 0)] * (a.ndim - len(before))  # noqa: E731
         padded = jax.tree.map(lambda a: np.pad(np.asarray(a), widths(a)), clients)
         return distributed.to_global(padded, spec)
     clients = jax.tree.map(jnp.asarray, clients)

@@ -130,15 +130,20 @@ class Conv(nn.Module):
         return conv(x, kernel) + bias
 
 
+def _windows(x: jax.Array) -> jax.Array:
+    """[..., h, w, c] -> [..., h//2, 2, w//2, 2, c] (an odd last row/column is dropped)."""
+    *lead, h, w, c = x.shape
+    x = x[..., : h - h % 2, : w - w % 2, :]
+    return x.reshape(*lead, h // 2, 2, w // 2, 2, c)
+
+
 def max_pool_2x2(x: jax.Array) -> jax.Array:
     """2x2 max pooling, stride 2, 'VALID' (an odd last row/column is dropped); its
     derivative is `jnp.max`'s (a tie shares the gradient equally). A derivative written
     for XLA:CPU to fuse gave nothing measurable (experiments/step_levers.py,
     ``fused_pool_grad``)."""
     with jax.named_scope("max_pool_2x2"):
-        *lead, h, w, c = x.shape
-        x = x[..., : h - h % 2, : w - w % 2, :]
-        return x.reshape(*lead, h // 2, 2, w // 2, 2, c).max(axis=(-4, -2))
+        return _windows(x).max(axis=(-4, -2))
 
 
 class MnistCNN(nn.Module):
