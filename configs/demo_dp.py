@@ -7,7 +7,7 @@ Uniform FedAvg weights (bounded sensitivity), every update clipped to L2 norm 1,
 multiplier z in (0, 0.01, 0.03, 0.1), seeds 0-2 (with N = 5 the noise on the mean
 update is z x C / 5 per coordinate: from z = 0.5 on, 0.1 per weight a round, the model
 diverges within 2 rounds); each run reports ``privacy.epsilon`` at
-``fl.dp_delta`` (fedgan_jax/privacy.py). Record-level DP-SGD inside each client instead:
+``fl.dp_delta`` (fedgan_jax/federation/privacy.py). Record-level DP-SGD inside each client instead:
 
     python experiments/sweep.py --config=configs/demo_dp.py --workdir=runs/dpsgd \
         --config.fl.clip_norm=0 --config.fl.dpsgd_clip=1 \

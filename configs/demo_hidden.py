@@ -4,7 +4,7 @@
 
 The demo federation with partial participation (3 of 5 participants a round, so
 co-occurrence can separate them), seeds 0-2: the adversary told the declarations, and
-the adversary that recovers them from the global models (fedgan_jax/label_recovery.py)
+the adversary that recovers them from the global models (fedgan_jax/adversary/label_recovery.py)
 and attacks with the recovered victim set. ``label_recovery`` in each run's
 results.json scores the recovery.
 """

@@ -96,7 +96,7 @@ def _layer_profile(batch, repeats):
     import jax
     import jax.numpy as jnp
 
-    from fedgan_jax import models
+    from fedgan_jax.nn import models
 
     key = jax.random.key(0)
     layers = {
@@ -153,7 +153,7 @@ def _model_for(impl):
     import jax
     import jax.numpy as jnp
 
-    from fedgan_jax import models
+    from fedgan_jax.nn import models
 
     model = models.classifier("mnist", impl)
     params = models.init_params(model, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
@@ -225,7 +225,9 @@ def _engine_records(setup, emit, n, clients, key):
     or sharded over every device (engine_mesh)."""
     import jax
 
-    from fedgan_jax import engine, federated, models
+    from fedgan_jax.driver import engine
+    from fedgan_jax.federation import fedavg as federated
+    from fedgan_jax.nn import models
 
     impl = models.resolve_conv_impl(_CONV.value)
     default_chunk = 1 if setup.backend == "cpu" else 0
@@ -286,7 +288,7 @@ def _single_client_record(setup, x, y, key):
     import jax
     import jax.numpy as jnp
 
-    from fedgan_jax import federated
+    from fedgan_jax.federation import fedavg as federated
 
     _, params, apply_fn = _model_for("im2col")
     update = jax.jit(federated.make_client_update(apply_fn, local_epochs=1, batch_size=setup.batch))
@@ -303,7 +305,7 @@ def _federated_records(setup, emit, n):
     import jax
     import jax.numpy as jnp
 
-    from fedgan_jax.partition import ClientData
+    from fedgan_jax.data.partition import ClientData
 
     key = jax.random.key(n)
     x = jax.random.normal(key, (n, setup.records, 28, 28, 1))
@@ -321,8 +323,8 @@ def _generator_records(setup, emit, key):
     import jax.numpy as jnp
     import numpy as np
 
-    from fedgan_jax import gan
-    from fedgan_jax.adversary import AdversaryView
+    from fedgan_jax.adversary import gan
+    from fedgan_jax.driver.adversary import AdversaryView
 
     model, params, _ = _model_for("im2col")
     declared = np.eye(5, 10, dtype=bool) | np.eye(5, 10, 5, dtype=bool)
@@ -363,7 +365,7 @@ def _attack_classifier_record(setup, key):
     import jax
     import jax.numpy as jnp
 
-    from fedgan_jax import attack
+    from fedgan_jax.adversary import attack
 
     model, _, _ = _model_for("im2col")
     fit = jax.jit(
@@ -387,8 +389,8 @@ def _sweep_rounds(engine, config, setup, rounds):
     """Seconds of `rounds` server rounds of one batch (its clients placed, params at M_0)."""
     import jax
 
-    from fedgan_jax import engine as engine_lib
-    from fedgan_jax import simulation
+    from fedgan_jax.driver import engine as engine_lib
+    from fedgan_jax.driver import simulation
 
     clients = engine_lib.place_clients(setup.clients, engine.mesh)
     keys = simulation.run_keys(setup)
@@ -410,8 +412,8 @@ def _sweep_records(emit, runs_list, rounds):
     import jax
 
     from configs import demo
-    from fedgan_jax import engine as engine_lib
-    from fedgan_jax import experiment, simulation
+    from fedgan_jax.driver import engine as engine_lib
+    from fedgan_jax.driver import experiment, simulation
 
     base = demo.get_config()
     dataset = experiment.load_data(base)
@@ -530,7 +532,7 @@ def main(argv):
     _split_cpu()
     import jax
 
-    from fedgan_jax.outputs import cpu_info
+    from fedgan_jax.driver.outputs import cpu_info
 
     counts = [int(n) for n in _CLIENTS.value]
     out = {
@@ -567,7 +569,7 @@ def main(argv):
     document = json.dumps(out, indent=2)
     print(document)
     if _JSON.value:
-        from fedgan_jax import io
+        from fedgan_jax.core import io
 
         io.write_text(_JSON.value, document + "\n")
 

@@ -10,7 +10,7 @@
 # the CPU without the two overrides, one run after another. EXTRA adds config overrides
 # to every sweep (a smoke test here: EXTRA="--config.fl.rounds=3 --config.sweep.seeds=(0,1)").
 # `ascent` (issue 12) runs configs/demo_membership.py's honest run for seeds 0-2 and
-# experiments/ascent_probe.py on each from its round-60 checkpoint, the targets in one
+# studies/ascent_probe.py on each from its round-60 checkpoint, the targets in one
 # group and in 10 groups (ASCENT_SEEDS, ASCENT_GROUPS change which), into $OUT/ascent.log.
 # Full-size Fashion-MNIST (issue 15; FASHION_DIR = the folder of the four official IDX
 # files, Debian's by default): `fashion_grid` runs configs/fashion_mnist.py's federation
@@ -54,7 +54,7 @@ ascent() {
       --workdir="$OUT/ascent_seed$seed" >>"$OUT/ascent_runs.log" 2>&1
     for groups in ${ASCENT_GROUPS:-1 10}; do
       echo "seed $seed, groups $groups" >>"$OUT/ascent.log"
-      "$PY" experiments/ascent_probe.py --run="$OUT/ascent_seed$seed" --seed=$seed \
+      "$PY" studies/ascent_probe.py --run="$OUT/ascent_seed$seed" --seed=$seed \
         --start=60 --gammas=0,1,3 --groups=$groups 2>>"$OUT/ascent_runs.log" |
         grep -v "^I1" >>"$OUT/ascent.log"
     done

@@ -24,7 +24,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import render
-from fedgan_jax.errors import FedGanError
+from fedgan_jax.core.errors import FedGanError
 
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Show tracebacks of configuration/data errors.")
 _COORDINATOR = flags.DEFINE_string(
@@ -133,10 +133,10 @@ def guarded(fn):
 
 
 def _join() -> None:
-    """Joins the other processes of a multi-process launch (fedgan_jax.distributed)."""
+    """Joins the other processes of a multi-process launch (fedgan_jax.driver.distributed)."""
     flags_given = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     if _DISTRIBUTED.value or any(v is not None for v in flags_given):
-        from fedgan_jax import distributed
+        from fedgan_jax.driver import distributed
 
         distributed.initialize(*flags_given)
 

@@ -7,7 +7,7 @@ records of the victim's classes; a label rule already ranks the former low. This
 keeps only the latter (needs both protocols): the victim's records against
 unseen records of its own classes, where only membership can tell them apart. Per
 setting (every axis but the seed): AUC, TPR at 1% and 0.1% FPR, mean ± the half-width of
-the 95% t-interval over seeds (`fedgan_jax.intervals`).
+the 95% t-interval over seeds (`fedgan_jax.evaluation.intervals`).
 """
 
 import glob
@@ -19,7 +19,10 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fedgan_jax import intervals, metrics  # noqa: E402
+from fedgan_jax.evaluation import (
+    intervals,
+    metrics,  # noqa: E402
+)
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the sweep.")
 flags.mark_flags_as_required(["workdir"])

@@ -7,7 +7,7 @@ name without its seed). Left: main-task accuracy against ``privacy.epsilon``; ri
 attack's TPR at 1% FPR against epsilon, with the (epsilon, delta)-DP bound on any
 membership test, TPR <= e^epsilon x FPR + delta at FPR = 1% (Kairouz et al. 2015).
 Runs without a finite epsilon (no noise) sit at the right edge, marked "none". Points are
-means over seeds, error bars the 95% t-interval half-width (`fedgan_jax.intervals`; none
+means over seeds, error bars the 95% t-interval half-width (`fedgan_jax.evaluation.intervals`; none
 for one seed); writes ``privacy_utility_attack.png`` and ``privacy_utility_attack.csv``
 (each value as [mean, std, 95% half-width]) into the workdir.
 """
@@ -23,8 +23,8 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fedgan_jax import io  # noqa: E402
-from fedgan_jax.intervals import mean_std_ci95  # noqa: E402
+from fedgan_jax.core import io  # noqa: E402
+from fedgan_jax.evaluation.intervals import mean_std_ci95  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the sweep.")
 _PROTOCOL = flags.DEFINE_string("protocol", "paper", "paper | strict")

@@ -16,7 +16,7 @@ generator and attack-classifier speed.
 
 For a sweep's folder (`--sweep`): rewrites its summary.md, and adds the ``_ci95`` columns
 its CSVs lack, from summary.csv / accuracy.csv / upload_cost.csv alone (no runs needed;
-`fedgan_jax.sweep_report.rerender`), then prints it. experiments/sweep.py writes the same
+`fedgan_jax.driver.sweep_report.rerender`), then prints it. experiments/sweep.py writes the same
 files after its runs.
 
 The tables themselves are `experiments/render.py`, which the run launchers share.
@@ -44,14 +44,14 @@ def main(argv):
     del argv  # launch.parse_flags refuses extra arguments
     import json
 
-    from fedgan_jax import io
+    from fedgan_jax.core import io
 
     if not (_WORKDIR.value or _BENCHMARK.value or _SWEEP.value):
         launch.usage_error(
             "give --workdir (a run), --sweep (a sweep's folder) or --benchmark (a benchmark JSON)"
         )
     if _SWEEP.value:
-        from fedgan_jax.sweep_report import rerender
+        from fedgan_jax.driver.sweep_report import rerender
 
         if not os.path.isfile(os.path.join(_SWEEP.value, "summary.csv")):
             launch.usage_error(f"{_SWEEP.value}: no summary.csv in it (not a finished sweep)")

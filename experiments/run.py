@@ -29,7 +29,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv  # launch.parse_flags refuses extra arguments
-    from fedgan_jax.experiment import train_and_evaluate
+    from fedgan_jax.driver.experiment import train_and_evaluate
 
     result = launch.guarded(lambda: train_and_evaluate(_CONFIG.value, _WORKDIR.value))
     launch.summarize(result, _WORKDIR.value)

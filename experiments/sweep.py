@@ -26,7 +26,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv  # launch.parse_flags refuses extra arguments
-    from fedgan_jax.sweep import run_sweep
+    from fedgan_jax.driver.sweep import run_sweep
 
     summary = launch.guarded(lambda: run_sweep(_CONFIG.value, _WORKDIR.value))
     if not summary:  # a process other than process 0 of a multi-process launch

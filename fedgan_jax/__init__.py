@@ -8,7 +8,10 @@ baselines and protocols that measure that attack honestly.
 
 The functional core (pure functions over pytrees, jit/vmap-ready):
 
-    from fedgan_jax import federated, gan, attack, metrics
+    from fedgan_jax.federation import fedavg as federated
+    from fedgan_jax.adversary import gan
+    from fedgan_jax.adversary import attack
+    from fedgan_jax.evaluation import metrics
     update = federated.make_client_update(apply_fn, local_epochs=1, batch_size=64)
     round_fn = jax.jit(federated.make_round(update, num_clients=5))
     params, metrics = round_fn(params, clients, key, learning_rate)
@@ -17,24 +20,10 @@ End to end (what ``experiments/run.py`` calls): ``fedgan_jax.train_and_evaluate(
 workdir)``; sweeps: ``fedgan_jax.run_sweep(config, workdir)``.
 """
 
-from fedgan_jax import (
-    adversary,
-    attack,
-    data,
-    errors,
-    federated,
-    gan,
-    label_recovery,
-    metrics,
-    models,
-    partition,
-    protocols,
-    state,
-    training,
-)
-from fedgan_jax.adversary import AdversaryView, adversary_view
-from fedgan_jax.data import Dataset, DatasetSpec, load_dataset, register_dataset
-from fedgan_jax.errors import (
+from fedgan_jax.adversary import attack, gan, label_recovery
+from fedgan_jax.adversary.gan import make_gan_trainer
+from fedgan_jax.core import errors
+from fedgan_jax.core.errors import (
     ConfigError,
     DataError,
     FedGanError,
@@ -42,10 +31,17 @@ from fedgan_jax.errors import (
     NonFiniteError,
     WorkdirError,
 )
-from fedgan_jax.federated import make_client_update, make_round
-from fedgan_jax.gan import make_gan_trainer
-from fedgan_jax.metrics import membership_metrics
-from fedgan_jax.partition import ClientData, Roles, Scheme, assign, deal_labels
+from fedgan_jax.data import datasets as data
+from fedgan_jax.data import partition
+from fedgan_jax.data.datasets import Dataset, DatasetSpec, load_dataset, register_dataset
+from fedgan_jax.data.partition import ClientData, Roles, Scheme, assign, deal_labels
+from fedgan_jax.driver import adversary, state
+from fedgan_jax.driver.adversary import AdversaryView, adversary_view
+from fedgan_jax.evaluation import metrics, protocols
+from fedgan_jax.evaluation.metrics import membership_metrics
+from fedgan_jax.federation import fedavg as federated
+from fedgan_jax.federation.fedavg import make_client_update, make_round
+from fedgan_jax.nn import models, training
 
 __version__ = "0.1.0"
 
@@ -92,11 +88,11 @@ __all__ = [
 def __getattr__(name):
     # The drivers pull in orbax, matplotlib and tqdm: imported on first use only.
     if name == "train_and_evaluate":
-        from fedgan_jax.experiment import train_and_evaluate
+        from fedgan_jax.driver.experiment import train_and_evaluate
 
         return train_and_evaluate
     if name == "run_sweep":
-        from fedgan_jax.sweep import run_sweep
+        from fedgan_jax.driver.sweep import run_sweep
 
         return run_sweep
     raise AttributeError(f"module 'fedgan_jax' has no attribute {name!r}")

@@ -15,7 +15,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fedgan_jax import experiment  # noqa: E402
+from fedgan_jax.driver import experiment  # noqa: E402
 from tests import synthetic  # noqa: E402
 from tests import test_attack_e2e as e2e  # noqa: E402
 

@@ -50,28 +50,28 @@ MUTATIONS = [
     # --- the four bugs of issue 10
     Mutation(
         "ce_sign",
-        "fedgan_jax.gan",
+        "fedgan_jax.adversary.gan",
         'terms["ce"] = jnp.sum(ce * w) / wsum',
         'terms["ce"] = -jnp.sum(ce * w) / wsum',
         (GAN + "test_cross_entropy_term_makes_f_assign_the_target_class",),
     ),
     Mutation(
         "disagreement_sign",
-        "fedgan_jax.gan",
+        "fedgan_jax.adversary.gan",
         'terms["disagreement"] = -jnp.sum(gap * w) / wsum',
         'terms["disagreement"] = jnp.sum(gap * w) / wsum',
         (GAN + "test_disagreement_term_seeks_samples_where_the_student_disagrees",),
     ),
     Mutation(
         "realism_target_inverted",
-        "fedgan_jax.gan",
+        "fedgan_jax.adversary.gan",
         "optax.sigmoid_binary_cross_entropy(fake, 1.0) * w",
         "optax.sigmoid_binary_cross_entropy(fake, 0.0) * w",
         (GAN + "test_realism_discriminator_learns_then_generator_fools_it",),
     ),
     Mutation(
         "in_rule_wrong_participant",
-        "fedgan_jax.view",
+        "fedgan_jax.adversary.view",
         "row = jnp.expand_dims(self.victim, (-1, -2))",
         "row = jnp.expand_dims(self.adversary, (-1, -2))",
         (
@@ -82,35 +82,35 @@ MUTATIONS = [
     # --- the other generator terms and critics
     Mutation(
         "entropy_sign",
-        "fedgan_jax.gan",
+        "fedgan_jax.adversary.gan",
         'terms["entropy"] = -_entropy_of_mean(',
         'terms["entropy"] = _entropy_of_mean(',
         (GAN + "test_entropy_term_spreads_f_predictions_over_the_classes",),
     ),
     Mutation(
         "activation_sign",
-        "fedgan_jax.gan",
+        "fedgan_jax.adversary.gan",
         'terms["activation"] = -jnp.sum(',
         'terms["activation"] = jnp.sum(',
         (GAN + "test_activation_term_raises_f_features",),
     ),
     Mutation(
         "diversity_sign",
-        "fedgan_jax.gan",
+        "fedgan_jax.adversary.gan",
         'terms["diversity"] = -_mode_seeking(x, z, spec.num_classes)',
         'terms["diversity"] = _mode_seeking(x, z, spec.num_classes)',
         (GAN + "test_diversity_term_spreads_samples_of_a_class",),
     ),
     Mutation(
         "student_sign",
-        "fedgan_jax.gan",
+        "fedgan_jax.adversary.gan",
         "return jnp.abs(_critic_apply(spec, critic_params, x) - teacher_logits).mean()",
         "return -jnp.abs(_critic_apply(spec, critic_params, x) - teacher_logits).mean()",
         (GAN + "test_student_learns_to_agree_with_the_global_model",),
     ),
     Mutation(
         "discriminator_labels_swapped",
-        "fedgan_jax.gan",
+        "fedgan_jax.adversary.gan",
         "optax.sigmoid_binary_cross_entropy(real, 1.0).mean()\n"
         "        + optax.sigmoid_binary_cross_entropy(fake, 0.0).mean()",
         "optax.sigmoid_binary_cross_entropy(real, 0.0).mean()\n"
@@ -119,7 +119,7 @@ MUTATIONS = [
     ),
     Mutation(
         "global_model_not_frozen",
-        "fedgan_jax.gan",
+        "fedgan_jax.adversary.gan",
         'classifier.apply({"params": lax.stop_gradient(global_params)}, x, **kw)',
         'classifier.apply({"params": global_params}, x, **kw)',
         (GAN + "test_gradient_reaches_generator_only",),
@@ -127,21 +127,21 @@ MUTATIONS = [
     # --- D_gen
     Mutation(
         "dgen_keep_ignores_target",
-        "fedgan_jax.gan",
+        "fedgan_jax.adversary.gan",
         "keep = keep & (pred == labels)",
         "keep = keep | (pred == labels)",
         (GAN + "test_sample_keeps_what_f_assigns_to_the_target",),
     ),
     Mutation(
         "dgen_keeps_undeclared_classes",
-        "fedgan_jax.gan",
+        "fedgan_jax.adversary.gan",
         "keep = view.declared_classes[labels] & (probs.max(-1) >= spec.keep_confidence)",
         "keep = probs.max(-1) >= spec.keep_confidence",
         (GAN + "test_undeclared_classes_are_never_kept",),
     ),
     Mutation(
         "dgen_labelled_by_target",
-        "fedgan_jax.gan",
+        "fedgan_jax.adversary.gan",
         "y=pred[order],",
         "y=labels[order],",
         (GAN + "test_sample_keeps_what_f_assigns_to_the_target",),
@@ -149,14 +149,14 @@ MUTATIONS = [
     # --- federation
     Mutation(
         "fedavg_weights_ignored",
-        "fedgan_jax.federated",
+        "fedgan_jax.federation.fedavg",
         '== "examples":\n        return counts.astype(jnp.float32)',
         '== "examples":\n        return jnp.ones(counts.shape, jnp.float32)',
         ("tests/test_federated.py",),
     ),
     Mutation(
         "fedavg_sum_not_mean",
-        "fedgan_jax.federated",
+        "fedgan_jax.federation.fedavg",
         "lambda g, u: g + (u / weight_sum).astype(g.dtype)",
         "lambda g, u: g + u.astype(g.dtype)",
         ("tests/test_federated.py",),
@@ -164,7 +164,7 @@ MUTATIONS = [
     # --- attacks, protocols, metrics
     Mutation(
         "loss_threshold_direction",
-        "fedgan_jax.attack",
+        "fedgan_jax.adversary.attack",
         "return -target_loss, target_loss <= threshold",
         "return -target_loss, target_loss >= threshold",
         (
@@ -174,7 +174,7 @@ MUTATIONS = [
     ),
     Mutation(
         "protocol_adversary_as_nonmember",
-        "fedgan_jax.protocols",
+        "fedgan_jax.evaluation.protocols",
         "others = np.flatnonzero((owner >= 0) & (owner != victim) & (owner != adversary))",
         "others = np.flatnonzero((owner >= 0) & (owner != victim))",
         (
@@ -184,7 +184,7 @@ MUTATIONS = [
     ),
     Mutation(
         "strict_held_out_any_class",
-        "fedgan_jax.protocols",
+        "fedgan_jax.evaluation.protocols",
         "held_out = np.flatnonzero(np.asarray(victim_labels, bool)[test_y]) + len(owner)",
         "held_out = np.arange(len(test_y)) + len(owner)",
         (
@@ -194,7 +194,7 @@ MUTATIONS = [
     ),
     Mutation(
         "confusion_fp_counts_fn",
-        "fedgan_jax.metrics",
+        "fedgan_jax.evaluation.metrics",
         '"fp": int(np.sum(~m & d)),',
         '"fp": int(np.sum(m & ~d)),',
         ("tests/test_metrics.py::test_confusion_by_hand",),
@@ -202,14 +202,14 @@ MUTATIONS = [
     # --- the trigger (adversary.fired: host code of the adversary)
     Mutation(
         "trigger_comparison",
-        "fedgan_jax.adversary",
+        "fedgan_jax.driver.adversary",
         "return np.asarray(announced_accuracy) >= plan.trigger_accuracy",
         "return np.asarray(announced_accuracy) <= plan.trigger_accuracy",
         (E2E + "test_federation_learns_and_the_paper_trigger_fires_on_the_announced_accuracy",),
     ),
     Mutation(
         "own_trigger_reads_announced_accuracy",
-        "fedgan_jax.adversary",
+        "fedgan_jax.driver.adversary",
         "return np.asarray(own_accuracy) >= plan.trigger_accuracy",
         "return np.asarray(announced_accuracy) >= plan.trigger_accuracy",
         (E2E + "test_own_accuracy_trigger_and_soft_labels",),
@@ -217,7 +217,7 @@ MUTATIONS = [
     # --- the redesign: the adversary's slot in the round, what it keeps
     Mutation(
         "upload_in_every_other_slot",
-        "fedgan_jax.federated",
+        "fedgan_jax.federation.fedavg",
         "return lax.cond(who == adversary, malicious, honest)",
         "return lax.cond(who != adversary, malicious, honest)",
         (
@@ -226,42 +226,42 @@ MUTATIONS = [
     ),
     Mutation(
         "adversary_keeps_a_stale_model",
-        "fedgan_jax.adversary",
+        "fedgan_jax.driver.adversary",
         "state.replace(latest=params)",
         "state",
         ("tests/test_adversary.py::test_observe_keeps_the_latest_model_and_every_kth_snapshot",),
     ),
     Mutation(
         "snapshots_overwrite_one_slot",
-        "fedgan_jax.adversary",
+        "fedgan_jax.driver.adversary",
         "slot = t // every - 1",
         "slot = 0",
         ("tests/test_adversary.py::test_observe_keeps_the_latest_model_and_every_kth_snapshot",),
     ),  # --- issue 14: partitions, DP accounting and DP-SGD, label recovery
     Mutation(
         "dpsgd_no_clip",
-        "fedgan_jax.training",
+        "fedgan_jax.nn.training",
         "scale = jnp.where(mask, jnp.minimum(1.0, clip / jnp.maximum(norms, 1e-12)), 0.0)",
         "scale = jnp.where(mask, 1.0, 0.0)",
         ("tests/test_privacy.py::test_per_example_clipping_bounds_each_records_contribution",),
     ),
     Mutation(
         "dp_sensitivity_c_not_2c",
-        "fedgan_jax.privacy",
+        "fedgan_jax.federation.privacy",
         "gaussian = dp_accounting.GaussianDpEvent(noise_multiplier / 2)",
         "gaussian = dp_accounting.GaussianDpEvent(noise_multiplier)",
         ("tests/test_privacy.py::test_user_level_everyone_trains_is_composed_gaussians",),
     ),
     Mutation(
         "dirichlet_ignores_alpha",
-        "fedgan_jax.partition",
+        "fedgan_jax.data.partition",
         "q = rng.dirichlet(np.full(num_participants, alpha))",
         "q = rng.dirichlet(np.full(num_participants, 1.0))",
         ("tests/test_partition.py::test_dirichlet_shares_have_the_dirichlet_variance",),
     ),
     Mutation(
         "shared_victim_extra_holder",
-        "fedgan_jax.partition",
+        "fedgan_jax.data.partition",
         "for _ in range(holders - mine):",
         "for _ in range(holders):",
         (
@@ -270,14 +270,14 @@ MUTATIONS = [
     ),
     Mutation(
         "recovery_sign_flipped",
-        "fedgan_jax.label_recovery",
+        "fedgan_jax.adversary.label_recovery",
         "return np.nan_to_num(np.asarray(signal, np.float64), nan=0.0) > 0",
         "return np.nan_to_num(np.asarray(signal, np.float64), nan=0.0) < 0",
         ("tests/test_label_recovery.py::test_recovers_the_partition_exactly_from_a_clear_signal",),
     ),
     Mutation(
         "own_update_not_removed",
-        "fedgan_jax.adversary",
+        "fedgan_jax.driver.adversary",
         "change = change - jnp.asarray(selected)[:, None] * own / plan.clients_per_round",
         "change = change + 0 * own",
         (

@@ -8,11 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedgan_jax import adversary as adv
-from fedgan_jax import models, outputs
-from fedgan_jax.partition import ClientData
-from fedgan_jax.simulation import gan_trainer
-from fedgan_jax.state import derive_keys, plateau_restores
+from fedgan_jax.data.partition import ClientData
+from fedgan_jax.driver import adversary as adv
+from fedgan_jax.driver import outputs
+from fedgan_jax.driver.simulation import gan_trainer
+from fedgan_jax.driver.state import derive_keys, plateau_restores
+from fedgan_jax.nn import models
 from tests.conftest import tiny_config
 
 RUNS = 2

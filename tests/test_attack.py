@@ -4,7 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedgan_jax import attack, models
+from fedgan_jax.adversary import attack
+from fedgan_jax.nn import models
 
 
 def test_decision_rule_by_hand():

@@ -13,7 +13,8 @@ disjoint declared labels learn them to a main-task accuracy of 1.0 in a few roun
   ``gan`` attack's classifier, trained on D_gen only, ranks the victim's records far
   above chance (AUC 0.99 observed, asserted >= 0.75);
 * the ground truth, the loss threshold and every reported metric are recomputed here
-  without `fedgan_jax.protocols` or `fedgan_jax.metrics` (numpy and scikit-learn).
+  without `fedgan_jax.evaluation.protocols` or `fedgan_jax.evaluation.metrics` (numpy and
+  scikit-learn).
 
 Further short runs exercise the ``own_accuracy`` and ``round`` triggers, soft labels, a
 generator that never starts and an empty D_gen. Only public entry points are used:
@@ -32,7 +33,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from fedgan_jax import data, experiment, models
+from fedgan_jax.data import datasets as data
+from fedgan_jax.driver import experiment
+from fedgan_jax.nn import models
 from tests import synthetic
 from tests.conftest import tiny_config
 

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from fedgan_jax import errors, io
-from fedgan_jax.experiment import train_and_evaluate
-from fedgan_jax.sweep import run_sweep
-from fedgan_jax.workdir import LOCK_FILE, hold
+from fedgan_jax.core import errors, io
+from fedgan_jax.driver.experiment import train_and_evaluate
+from fedgan_jax.driver.sweep import run_sweep
+from fedgan_jax.driver.workdir import LOCK_FILE, hold
 from tests.conftest import tiny_config
 from tests.test_run_smoke import ROOT, TINY
 

@@ -1,4 +1,5 @@
-"""Tests for `fedgan_jax.data` (loaders, checks, normalisation) and `fedgan_jax.partition`.
+"""Tests for `fedgan_jax.data.datasets` (loaders, checks, normalisation) and
+`fedgan_jax.data.partition`.
 
 Every expectation is derived by hand from the documented formats (MNIST IDX, CIFAR-10
 binary), the documented normalisation ``x / 127.5 - 1`` and the documented deal rules; the
@@ -13,8 +14,9 @@ import os
 import numpy as np
 import pytest
 
-from fedgan_jax import data, partition
-from fedgan_jax.errors import ConfigError, DataError
+from fedgan_jax.core.errors import ConfigError, DataError
+from fedgan_jax.data import datasets as data
+from fedgan_jax.data import partition
 
 # --------------------------------------------------------------------------- helpers
 
@@ -658,8 +660,8 @@ def test_partition_explicit_capacity():
 
 def test_partition_of_seeded_deals_with_a_common_capacity():
     """End to end: every deal of a sweep fits the common capacity the engine computes."""
-    from fedgan_jax.data import Dataset
-    from fedgan_jax.engine import RunSpec, common_capacity, deal_runs
+    from fedgan_jax.data.datasets import Dataset
+    from fedgan_jax.driver.engine import RunSpec, common_capacity, deal_runs
     from tests.conftest import tiny_config
 
     rng = np.random.default_rng(0)
@@ -696,9 +698,9 @@ def test_fashion_mnist_config_reads_the_debian_files_or_refuses_in_one_line():
     machine without the package (CI) the config is refused before any compute, naming
     the folder."""
     from configs import fashion_mnist
-    from fedgan_jax import config_lib
-    from fedgan_jax.errors import ConfigError
-    from fedgan_jax.experiment import load_data
+    from fedgan_jax.core.errors import ConfigError
+    from fedgan_jax.driver import config_lib
+    from fedgan_jax.driver.experiment import load_data
 
     c = fashion_mnist.get_config()
     if not os.path.isdir(c.data.data_dir):

@@ -7,8 +7,9 @@ import numpy as np
 import optax
 import pytest
 
-from fedgan_jax import federated, training
-from fedgan_jax.partition import ClientData
+from fedgan_jax.data.partition import ClientData
+from fedgan_jax.federation import fedavg as federated
+from fedgan_jax.nn import training
 
 
 def linear_apply(params, x):
@@ -300,7 +301,7 @@ def test_round_compiles_once_across_rounds():
 
 def test_round_with_cnn_and_sgd_matches_optax_sgd_step():
     """One client, one full batch, one epoch: the update is exactly W - lr * grad (Eq. 2)."""
-    from fedgan_jax import models
+    from fedgan_jax.nn import models
 
     model = models.classifier("mnist", "im2col")
     params = models.init_params(model, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))

@@ -9,8 +9,9 @@ import numpy as np
 import optax
 import pytest
 
-from fedgan_jax import attack, gan, models
-from fedgan_jax.adversary import AdversaryView
+from fedgan_jax.adversary import attack, gan
+from fedgan_jax.driver.adversary import AdversaryView
+from fedgan_jax.nn import models
 from tests import synthetic
 
 

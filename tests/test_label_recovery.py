@@ -11,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedgan_jax import label_recovery, models
-from fedgan_jax.experiment import train_and_evaluate
+from fedgan_jax.adversary import label_recovery
+from fedgan_jax.driver.experiment import train_and_evaluate
+from fedgan_jax.nn import models
 from tests.conftest import tiny_config
 
 OWNER = np.array([2, 4, 0, 3, 1, 4, 1, 2, 3, 0])  # class c held by participant OWNER[c]
@@ -91,8 +92,8 @@ def test_small_federation_recovers_the_partition_exactly(hidden_run):
 
 
 def test_hidden_declarations_need_an_honest_upload():
-    from fedgan_jax import config_lib
-    from fedgan_jax.errors import ConfigError
+    from fedgan_jax.core.errors import ConfigError
+    from fedgan_jax.driver import config_lib
 
     c = tiny_config()
     c.adversary.knows_declarations = False

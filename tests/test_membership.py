@@ -17,11 +17,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedgan_jax import config_lib, federated, membership, metrics, uploads
-from fedgan_jax.attack import record_losses
-from fedgan_jax.errors import ConfigError
-from fedgan_jax.experiment import train_and_evaluate
-from fedgan_jax.uploads import make_adversary_update
+from fedgan_jax.adversary import membership, uploads
+from fedgan_jax.adversary.attack import record_losses
+from fedgan_jax.adversary.uploads import make_adversary_update
+from fedgan_jax.core.errors import ConfigError
+from fedgan_jax.driver import config_lib
+from fedgan_jax.driver.experiment import train_and_evaluate
+from fedgan_jax.evaluation import metrics
+from fedgan_jax.federation import fedavg as federated
 from tests.conftest import tiny_config
 
 NEW = ("loss_calibrated", "trajectory", "gradient_ascent")

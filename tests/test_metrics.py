@@ -1,4 +1,5 @@
-"""Membership metrics (fedgan_jax.metrics) and evaluation protocols (fedgan_jax.protocols).
+"""Membership metrics (fedgan_jax.evaluation.metrics) and evaluation protocols
+(fedgan_jax.evaluation.protocols).
 
 Expected values are derived by hand in the comments; sklearn is only the cross-check on
 random data.
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from fedgan_jax import metrics, protocols
+from fedgan_jax.evaluation import metrics, protocols
 
 # --------------------------------------------------------------------------- hand examples
 

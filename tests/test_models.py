@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from fedgan_jax import models
+from fedgan_jax.nn import models
 
 
 @pytest.mark.parametrize(

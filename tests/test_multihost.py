@@ -1,4 +1,4 @@
-"""Several processes as one federation (fedgan_jax.distributed), on this machine's CPU.
+"""Several processes as one federation (fedgan_jax.driver.distributed), on this machine's CPU.
 
 Two processes joined through `jax.distributed` (gloo collectives), each with one CPU
 device, shard the federation's clients over the two devices; the run must equal, file for

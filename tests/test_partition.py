@@ -8,8 +8,9 @@ requests stop with one line naming the field.
 import numpy as np
 import pytest
 
-from fedgan_jax import config_lib, partition
-from fedgan_jax.errors import ConfigError
+from fedgan_jax.core.errors import ConfigError
+from fedgan_jax.data import partition
+from fedgan_jax.driver import config_lib
 from tests.conftest import tiny_config
 
 ROLES = partition.Roles(num_participants=5, adversary=0, victim=1, victim_num_labels=2)

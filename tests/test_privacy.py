@@ -11,8 +11,10 @@ import optax
 import pytest
 from dp_accounting import rdp
 
-from fedgan_jax import config_lib, privacy, training
-from fedgan_jax.errors import ConfigError
+from fedgan_jax.core.errors import ConfigError
+from fedgan_jax.driver import config_lib
+from fedgan_jax.federation import privacy
+from fedgan_jax.nn import training
 from tests.conftest import tiny_config
 
 REPLACE_ONE = dp_accounting.NeighboringRelation.REPLACE_ONE

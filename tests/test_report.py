@@ -213,7 +213,7 @@ def test_benchmark_tables_one_row_per_mode_and_count_when_clients_include_1():
 
 
 def test_lever_table_ratios_to_the_first_baseline_and_failed_levers_kept():
-    from experiments import levers
+    from studies import levers
 
     results = [
         {"lever": "baseline", "what": "as shipped", "rows": {5: 1000.0, 20: 2000.0}},
@@ -229,7 +229,7 @@ def test_lever_table_ratios_to_the_first_baseline_and_failed_levers_kept():
 
 
 def test_lever_passes_interleave_the_levers_with_baselines():
-    from experiments import levers
+    from studies import levers
 
     assert levers.sequence(["xnnpack"], 1) == ["baseline", "xnnpack", "baseline"]
     assert levers.sequence(["a", "baseline", "b"], 2) == [
@@ -253,7 +253,7 @@ def _experiment_stdout(script: str, *args: str) -> str:
 
 
 def test_step_levers_compute_the_engines_function():
-    """experiments/step_levers.py: every rewritten network (sliced patches, a fused
+    """studies/step_levers.py: every rewritten network (sliced patches, a fused
     pooling derivative, ReLU before max-pool, the input gradient as a convolution, the
     row-shifted convolution, XLA's convolutions with and without canonical derivatives,
     donated buffers) ends its steps at the engine's parameters,
@@ -287,7 +287,7 @@ def test_step_levers_compute_the_engines_function():
 
 
 def test_step_profile_attributes_every_matmul_to_its_layer():
-    """experiments/step_profile.py under the real profiler: every layer's forward and
+    """studies/step_profile.py under the real profiler: every layer's forward and
     backward appears with its matrix products' time and rate, and the FLOP count of the
     products is the Table II network's (a walker that missed the scan's body, or counted
     a product twice, would print another)."""
@@ -313,7 +313,7 @@ def test_step_profile_attributes_fusions_without_an_op_name():
     """A fusion XLA made without an op_name (bf16 normalisation makes them) takes the
     layer its instructions name; an operation with none at all is kept, as 'no op_name',
     never dropped; control flow (whose time is its body's) is not counted twice."""
-    from experiments import hlo_ops
+    from studies import hlo_ops
 
     body = "jit(f)/while/body/closed_call"
     conv = f"{body}/transpose(jvp(Net))/Conv_1"
@@ -346,7 +346,7 @@ ENTRY %main (x: f32[4]) -> f32[4] {{
 
 
 def test_selection_probe_reads_back_every_checked_generator(tmp_path):
-    """experiments/selection_probe.py on a finished run: the generator restored from each
+    """studies/selection_probe.py on a finished run: the generator restored from each
     checkpoint has the score the run logged at that check, and the pixel rule's pick is
     the generator the run kept, with the run's own attack accuracy; a workdir of another
     config is refused."""
@@ -357,8 +357,8 @@ def test_selection_probe_reads_back_every_checked_generator(tmp_path):
     import pytest
 
     from configs import demo
-    from fedgan_jax import experiment
-    from fedgan_jax.errors import WorkdirError
+    from fedgan_jax.core.errors import WorkdirError
+    from fedgan_jax.driver import experiment
 
     config_file = tmp_path / "probe_config.py"
     config_file.write_text(
@@ -377,7 +377,7 @@ def test_selection_probe_reads_back_every_checked_generator(tmp_path):
     workdir, out = str(tmp_path / "run"), tmp_path / "probe.json"
     result = experiment.train_and_evaluate(config, workdir, progress=False)
     subprocess.run(
-        [sys.executable, "experiments/selection_probe.py", f"--config={config_file}",
+        [sys.executable, "studies/selection_probe.py", f"--config={config_file}",
          f"--workdir={workdir}", f"--json={out}"],
         capture_output=True, text=True, timeout=600, check=True,
     )  # fmt: skip
@@ -396,7 +396,7 @@ def test_selection_probe_reads_back_every_checked_generator(tmp_path):
         assert 0.0 <= min(row[k] for k in ("oracle_reads_victim", "victim_read_as_own")) <= 1.0
     picks_out = tmp_path / "picks.json"  # only the picks fitted, plus pools of the 2 best
     subprocess.run(
-        [sys.executable, "experiments/selection_probe.py", f"--config={config_file}",
+        [sys.executable, "studies/selection_probe.py", f"--config={config_file}",
          f"--workdir={workdir}", f"--json={picks_out}", "--fit=picks", "--pool=2",
          "--samples=8,1"],
         capture_output=True, text=True, timeout=600, check=True,
@@ -417,7 +417,7 @@ def test_selection_probe_reads_back_every_checked_generator(tmp_path):
         assert picks["rules"][f"{score}_pool2"]["round"] == [r["round"] for r in ranked[:2]]
     figure = tmp_path / "trajectories.png"
     subprocess.run(
-        [sys.executable, "experiments/selection_probe.py", f"--compare=a={out},b={out}",
+        [sys.executable, "studies/selection_probe.py", f"--compare=a={out},b={out}",
          f"--figure={figure}"],
         capture_output=True, text=True, timeout=600, check=True,
     )  # fmt: skip

@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from fedgan_jax import errors, io
-from fedgan_jax.experiment import train_and_evaluate
+from fedgan_jax.core import errors, io
+from fedgan_jax.driver.experiment import train_and_evaluate
 from tests import test_data as files
 from tests.conftest import tiny_config
 from tests.test_run_smoke import ROOT, TINY, run_launcher
@@ -451,7 +451,7 @@ def test_first_ctrl_c_waits_for_the_round_second_stops_at_once():
     its end; the second raises; the default handler is back afterwards."""
     from types import SimpleNamespace
 
-    from fedgan_jax.experiment import _ctrl_c_between_rounds
+    from fedgan_jax.driver.experiment import _ctrl_c_between_rounds
 
     on_round = SimpleNamespace(stop_requested=False)
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as Python starts

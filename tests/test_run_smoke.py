@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from fedgan_jax import metrics
+from fedgan_jax.evaluation import metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [

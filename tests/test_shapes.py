@@ -15,9 +15,13 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from fedgan_jax import attack, data, federated, gan, models, partition, training
-from fedgan_jax.adversary import AdversaryView
-from fedgan_jax.errors import ConfigError, DataError, ModelError
+from fedgan_jax.adversary import attack, gan
+from fedgan_jax.core.errors import ConfigError, DataError, ModelError
+from fedgan_jax.data import datasets as data
+from fedgan_jax.data import partition
+from fedgan_jax.driver.adversary import AdversaryView
+from fedgan_jax.federation import fedavg as federated
+from fedgan_jax.nn import models, training
 
 SHAPE = (8, 8, 1)
 

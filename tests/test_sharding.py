@@ -14,9 +14,10 @@ SCRIPT = textwrap.dedent(
     """
     import jax, jax.numpy as jnp, numpy as np, chex
     from jax.sharding import NamedSharding, PartitionSpec as P
-    from fedgan_jax import federated, models
-    from fedgan_jax.partition import ClientData
-    from fedgan_jax.engine import make_mesh
+    from fedgan_jax.federation import fedavg as federated
+    from fedgan_jax.nn import models
+    from fedgan_jax.data.partition import ClientData
+    from fedgan_jax.driver.engine import make_mesh
 
     assert jax.device_count() == 8, jax.devices()
     model = models.classifier("mnist")

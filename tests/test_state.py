@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedgan_jax import state as st
-from fedgan_jax.checkpointing import Checkpointer
-from fedgan_jax.engine import RunSpec, over_runs
+from fedgan_jax.driver import state as st
+from fedgan_jax.driver.checkpointing import Checkpointer
+from fedgan_jax.driver.engine import RunSpec, over_runs
 
 
 def _run_state(runs=2, rounds=4):
@@ -66,7 +66,7 @@ def test_resumable_round_is_read_from_disk_not_from_the_last_finished_save(tmp_p
     returned: the resume line must name the round on disk (it once said 0)."""
     import orbax.checkpoint as ocp
 
-    from fedgan_jax.checkpointing import _host
+    from fedgan_jax.driver.checkpointing import _host
 
     ckpt = Checkpointer(str(tmp_path / "ckpt"), every=1, keep=1, last_round=3)
     other = Checkpointer(str(tmp_path / "ckpt"), every=1, keep=1, last_round=3)

@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from fedgan_jax import io
-from fedgan_jax.sweep import run_dir, run_sweep, sweep_runs
+from fedgan_jax.core import io
+from fedgan_jax.driver.sweep import run_dir, run_sweep, sweep_runs
 
 
 def _sweep_config(tiny, batched):
@@ -142,7 +142,7 @@ def test_any_config_field_is_a_sweep_axis(tmp_path):
     ],
 )
 def test_bad_sweep_axes_are_refused_before_any_run(tmp_path, axes, message):
-    from fedgan_jax.errors import ConfigError
+    from fedgan_jax.core.errors import ConfigError
     from tests.conftest import tiny_config
 
     config = tiny_config()
@@ -169,7 +169,7 @@ def _config(attacks=("gan",), protocols=("paper",)):
 
 
 def _result(value, main_task=(0.9,)):
-    from fedgan_jax.sweep_report import ACCURACY_FIELDS, SUMMARY_METRICS
+    from fedgan_jax.driver.sweep_report import ACCURACY_FIELDS, SUMMARY_METRICS
 
     return {
         "attacks": {"gan": {"paper": dict.fromkeys(SUMMARY_METRICS, value)}},
@@ -180,7 +180,7 @@ def _result(value, main_task=(0.9,)):
 
 
 def _seed_runs(k, values):
-    from fedgan_jax.engine import RunSpec
+    from fedgan_jax.driver.engine import RunSpec
 
     return {
         RunSpec((("fl.victim_num_labels", k), ("seed", s))): _result(v)
@@ -189,7 +189,7 @@ def _seed_runs(k, values):
 
 
 def test_t_half_width_matches_known_t_quantiles():
-    from fedgan_jax.intervals import ci95_half_width
+    from fedgan_jax.evaluation.intervals import ci95_half_width
 
     assert ci95_half_width(1.0, 2) == pytest.approx(T_975_DF1 / np.sqrt(2), rel=1e-12)
     assert ci95_half_width(1.0, 3) == pytest.approx(T_975_DF2 / np.sqrt(3), rel=1e-12)
@@ -199,7 +199,8 @@ def test_t_half_width_matches_known_t_quantiles():
 
 
 def test_summary_ci95_is_the_t_half_width_and_summary_md_shows_it(tmp_path):
-    from fedgan_jax import intervals, sweep_report
+    from fedgan_jax.driver import sweep_report
+    from fedgan_jax.evaluation import intervals
 
     results = {**_seed_runs(2, SEEDS3), **_seed_runs(1, [0.5])}
     groups = sweep_report._groups(list(results))
@@ -232,8 +233,9 @@ def test_summary_ci95_is_the_t_half_width_and_summary_md_shows_it(tmp_path):
 
 
 def test_upload_cost_deltas_carry_the_t_half_width():
-    from fedgan_jax import intervals, sweep_report
-    from fedgan_jax.engine import RunSpec
+    from fedgan_jax.driver import sweep_report
+    from fedgan_jax.driver.engine import RunSpec
+    from fedgan_jax.evaluation import intervals
 
     results = {}
     for s, honest_acc in enumerate((0.8, 0.7, 0.3)):  # malicious 0.9: deltas 0.1, 0.2, 0.6
@@ -254,7 +256,7 @@ def test_upload_cost_deltas_carry_the_t_half_width():
 
 def test_rerender_adds_ci95_to_a_summary_csv_without_it(tmp_path):
     """An older sweep's summary.csv (mean and std only) gets the same ci95 and table."""
-    from fedgan_jax import sweep_report
+    from fedgan_jax.driver import sweep_report
 
     results = {**_seed_runs(2, SEEDS3), **_seed_runs(1, [0.5])}
     groups = sweep_report._groups(list(results))
@@ -274,7 +276,7 @@ def test_rerender_adds_ci95_to_a_summary_csv_without_it(tmp_path):
 def test_tp_fn_by_k_error_bars_are_the_t_half_width(tmp_path, monkeypatch):
     from matplotlib.axes import Axes
 
-    from fedgan_jax import plots
+    from fedgan_jax.evaluation import plots
 
     drawn = []
     bar = Axes.bar
@@ -296,7 +298,7 @@ def test_tp_fn_by_k_error_bars_are_the_t_half_width(tmp_path, monkeypatch):
 def test_tp_fn_by_k_draws_an_attack_no_run_scored(tmp_path):
     """An attack without results (the gan attack when no generator started) gets an empty
     panel, not a crash that loses the sweep's summary figures."""
-    from fedgan_jax import plots
+    from fedgan_jax.evaluation import plots
 
     one = [{"tp": 1, "fn": 0, "fp": 0}]
     path = tmp_path / "f.png"
@@ -326,7 +328,7 @@ def test_a_diverged_setting_is_recorded_and_the_sweep_goes_on(tmp_path, tiny):
     md = open(os.path.join(workdir, "summary.md")).read()
     assert "Stopped on non-finite values" in md and bad.name in md
     # what the sweep does after a run of the batch succeeds
-    from fedgan_jax import sweep
+    from fedgan_jax.driver import sweep
 
     sweep._mark_failed([run_dir(workdir, bad)], [])
     assert not os.path.exists(os.path.join(run_dir(workdir, bad), "failed.json"))

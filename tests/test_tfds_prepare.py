@@ -21,8 +21,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from fedgan_jax import data, tfds_source
-from fedgan_jax.errors import DataError
+from fedgan_jax.core.errors import DataError
+from fedgan_jax.data import datasets as data
+from fedgan_jax.data import tfds_source
 from tests.synthetic import block_digits
 from tests.test_data import idx_bytes
 

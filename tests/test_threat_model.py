@@ -18,15 +18,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedgan_jax import adversary as adv
-from fedgan_jax import gan
-from fedgan_jax.engine import common_capacity, deal_runs, place_clients, prepare, run_of
-from fedgan_jax.experiment import load_data
-from fedgan_jax.partition import ClientData
-from fedgan_jax.simulation import build_engine, federate, initial_state, run_keys
-from fedgan_jax.state import AdversaryKeys, ServerKeys
+from fedgan_jax.adversary import gan
+from fedgan_jax.data.partition import ClientData
+from fedgan_jax.driver import adversary as adv
+from fedgan_jax.driver.engine import common_capacity, deal_runs, place_clients, prepare, run_of
+from fedgan_jax.driver.experiment import load_data
+from fedgan_jax.driver.simulation import build_engine, federate, initial_state, run_keys
+from fedgan_jax.driver.state import AdversaryKeys, ServerKeys
 
-# What an adversary function may take (module doc of fedgan_jax/adversary.py).
+# What an adversary function may take (module doc of fedgan_jax/driver/adversary.py).
 ALLOWED = {
     "section",  # check_config: its own config section
     "rounds",

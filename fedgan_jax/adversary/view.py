@@ -1,0 +1,77 @@
+"""What the adversary knows besides the global models: its own records and the declared
+label sets (paper Sec. III-C/D). `adversary_view` is the one place that cuts it out of the
+federation's data; every adversary function takes it, never `ClientData`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from fedgan_jax.data.partition import ClientData
+
+
+@struct.dataclass
+class AdversaryView:
+    """The adversary's own records (padded like a client) and every declared label set.
+
+    Host-side arrays carry the run axis (``own_x`` [R, capacity, ...]); inside a function
+    mapped over runs they do not. The properties work for both.
+    """
+
+    own_x: jax.Array  # [capacity, H, W, C]
+    own_y: jax.Array  # [capacity]
+    own_count: jax.Array  # []
+    declared: jax.Array  # [N, num_classes] bool: participant i declared label c
+    victim: jax.Array  # [] int: the participant under attack
+    adversary: jax.Array  # [] int: the adversary itself
+
+    @property
+    def victim_labels(self) -> jax.Array:
+        """[num_classes] bool: the victim's declared labels (the IN rule of Sec. IV-C)."""
+        row = jnp.expand_dims(self.victim, (-1, -2))
+        return jnp.take_along_axis(self.declared, row, axis=-2)[..., 0, :]
+
+    @property
+    def declared_classes(self) -> jax.Array:
+        """[num_classes] bool: labels some participant declared (the classes to rebuild)."""
+        return self.declared.any(axis=-2)
+
+
+def adversary_view(
+    clients: ClientData,
+    declared: jax.Array,
+    *,
+    adversary: int,
+    victim: int,
+    knows_declarations: bool = True,
+) -> AdversaryView:
+    """Cuts the adversary's knowledge out of the federation's ``[R, N, ...]`` arrays.
+
+    Hidden declarations (`knows_declarations` False): it knows its own classes (those of
+    its records) and nothing of the others', so their rows hold every class (the
+    generator rebuilds all of them); the victim's row is replaced by the set it recovers
+    (`label_recovery`) before the attacks.
+    """
+    runs = clients.counts.shape[0]
+    if not knows_declarations:
+        declared = hidden_declarations(clients, np.asarray(declared).shape, adversary)
+    return AdversaryView(
+        own_x=clients.x[:, adversary],
+        own_y=clients.y[:, adversary],
+        own_count=clients.counts[:, adversary],
+        declared=jnp.asarray(declared, bool),
+        victim=jnp.full((runs,), victim, jnp.int32),
+        adversary=jnp.full((runs,), adversary, jnp.int32),
+    )
+
+
+def hidden_declarations(clients: ClientData, shape, adversary: int) -> np.ndarray:
+    """``[R, N, C]``: the adversary's own classes in its row, every class in the others'."""
+    declared = np.ones(shape, bool)
+    y, counts = np.asarray(clients.y[:, adversary]), np.asarray(clients.counts[:, adversary])
+    for r in range(shape[0]):
+        declared[r, adversary] = np.isin(np.arange(shape[-1]), y[r, : counts[r]])
+    return declared
