@@ -4,25 +4,43 @@ Implements Chen et al., "Beyond Model-Level Membership Privacy Leakage: an Adver
 Approach in Federated Learning": a malicious FedAvg participant trains a generator against
 the global models it receives, trains an attack classifier on the generated samples and
 marks records IN when the predicted label is one of the victim's declared labels; and the
-baselines and protocols that measure that attack honestly.
+baselines, active uploads and protocols that measure that attack honestly.
 
-The functional core (pure functions over pytrees, jit/vmap-ready):
+The public API, in the shape of optax and fedjax: builders over a flax module (or an
+``apply_fn``), plain arrays and hyper-parameters, returning pure, jittable functions or
+small ``(init, ...)`` NamedTuples over typed states. No ``ConfigDict`` anywhere below::
 
-    from fedgan_jax.federation import fedavg as federated
-    from fedgan_jax.adversary import gan
-    from fedgan_jax.adversary import attack
-    from fedgan_jax.evaluation import metrics
-    update = federated.make_client_update(apply_fn, local_epochs=1, batch_size=64)
-    round_fn = jax.jit(federated.make_round(update, num_clients=5))
-    params, metrics = round_fn(params, clients, key, learning_rate)
+    import fedgan_jax as fj
+    part = fj.clients_from_arrays(x, y, num_clients=5, adversary=0, victim=1)
+    fed = fj.federated_averaging(apply_fn, num_clients=5, batch_size=32)
+    server = fed.init(params)
+    server, metrics = jax.jit(fed.round)(server, part.clients, key)
+    scores = fj.loss_calibrated(apply_fn, server.params, x, y)
+    fj.membership_metrics(part.owner == 1, scores > 0, scores)
 
-End to end (what ``experiments/run.py`` calls): ``fedgan_jax.train_and_evaluate(config,
-workdir)``; sweeps: ``fedgan_jax.run_sweep(config, workdir)``.
+End to end from a config (what ``experiments/run.py`` calls):
+``fedgan_jax.train_and_evaluate(config, workdir)``; sweeps: ``fedgan_jax.run_sweep(config,
+workdir)``. The subpackages, lowest floor first: ``core``, ``data``, ``nn``,
+``evaluation``, ``federation``, ``adversary``, ``driver``; each imports only from its own
+floor or below.
 """
 
-from fedgan_jax.adversary import attack, gan, label_recovery
-from fedgan_jax.adversary.gan import make_gan_trainer
-from fedgan_jax.core import errors
+from fedgan_jax.adversary.attack import decide, make_classifier_trainer, victim_mass
+from fedgan_jax.adversary.gan import DGen, GanState, GanTrainer, make_gan_trainer
+from fedgan_jax.adversary.scores import (
+    ascent_response,
+    loss_calibrated,
+    loss_threshold,
+    trajectory,
+)
+from fedgan_jax.adversary.uploads import (
+    AscentInputs,
+    FakeInputs,
+    ascent_inputs,
+    fake_class,
+    gradient_ascent,
+)
+from fedgan_jax.adversary.view import AdversaryView, view_of
 from fedgan_jax.core.errors import (
     ConfigError,
     DataError,
@@ -31,57 +49,71 @@ from fedgan_jax.core.errors import (
     NonFiniteError,
     WorkdirError,
 )
-from fedgan_jax.data import datasets as data
-from fedgan_jax.data import partition
 from fedgan_jax.data.datasets import Dataset, DatasetSpec, load_dataset, register_dataset
-from fedgan_jax.data.partition import ClientData, Roles, Scheme, assign, deal_labels
-from fedgan_jax.driver import adversary, state
-from fedgan_jax.driver.adversary import AdversaryView, adversary_view
-from fedgan_jax.evaluation import metrics, protocols
+from fedgan_jax.data.partition import (
+    ClientData,
+    Partition,
+    Roles,
+    Scheme,
+    assign,
+    clients_from_arrays,
+    partition,
+)
 from fedgan_jax.evaluation.metrics import membership_metrics
-from fedgan_jax.federation import fedavg as federated
 from fedgan_jax.federation.fedavg import make_client_update, make_round
-from fedgan_jax.nn import models, training
+from fedgan_jax.federation.server import Federation, ServerState, Upload, federated_averaging
+from fedgan_jax.nn.models import classifier, generator, init_params
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AdversaryView",
+    "AscentInputs",
     "ClientData",
     "ConfigError",
+    "DGen",
     "DataError",
     "Dataset",
     "DatasetSpec",
+    "FakeInputs",
     "FedGanError",
+    "Federation",
+    "GanState",
+    "GanTrainer",
     "ModelError",
     "NonFiniteError",
+    "Partition",
     "Roles",
     "Scheme",
+    "ServerState",
+    "Upload",
     "WorkdirError",
-    "adversary",
-    "adversary_view",
+    "ascent_inputs",
+    "ascent_response",
     "assign",
-    "state",
-    "attack",
-    "data",
-    "deal_labels",
-    "errors",
-    "federated",
-    "gan",
-    "label_recovery",
+    "classifier",
+    "clients_from_arrays",
+    "decide",
+    "fake_class",
+    "federated_averaging",
+    "generator",
+    "gradient_ascent",
+    "init_params",
     "load_dataset",
+    "loss_calibrated",
+    "loss_threshold",
+    "make_classifier_trainer",
     "make_client_update",
     "make_gan_trainer",
     "make_round",
     "membership_metrics",
-    "metrics",
-    "models",
     "partition",
-    "protocols",
     "register_dataset",
     "run_sweep",
     "train_and_evaluate",
-    "training",
+    "trajectory",
+    "victim_mass",
+    "view_of",
 ]
 
 

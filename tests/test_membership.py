@@ -19,10 +19,10 @@ import pytest
 
 from fedgan_jax.adversary import membership, uploads
 from fedgan_jax.adversary.attack import record_losses
-from fedgan_jax.adversary.uploads import make_adversary_update
 from fedgan_jax.core.errors import ConfigError
 from fedgan_jax.driver import config_lib
 from fedgan_jax.driver.experiment import train_and_evaluate
+from fedgan_jax.driver.simulation import adversary_upload
 from fedgan_jax.evaluation import metrics
 from fedgan_jax.federation import fedavg as federated
 from tests.conftest import tiny_config
@@ -189,8 +189,8 @@ def _records(seed, n=8, classes=3):
 
 
 def test_ascent_upload_is_the_honest_update_plus_its_step_up_the_target_loss():
-    update = make_adversary_update(_upload_config("gradient_ascent"), _linear)
-    honest = make_adversary_update(_upload_config("honest"), _linear)
+    update = adversary_upload(_upload_config("gradient_ascent"), _linear, None)
+    honest = adversary_upload(_upload_config("honest"), _linear, None)
     assert honest is None  # honest: the round has no adversary function
     params = {"w": jnp.zeros((4, 3))}
     x, y = _records(0)
@@ -215,7 +215,7 @@ def test_fake_class_upload_trains_fakes_of_the_victims_classes_under_its_own_lab
     def generate(generator, key, per_class):  # class c's fakes: a constant image c
         return jnp.broadcast_to(jnp.arange(3.0)[:, None, None, None, None], (3, per_class, 2, 2, 1))
 
-    update = make_adversary_update(_upload_config("fake_class"), _linear, generate)
+    update = adversary_upload(_upload_config("fake_class"), _linear, generate)
     params = {"w": jnp.zeros((4, 3))}
     x, y = _records(0)
 

@@ -17,9 +17,11 @@
   each of the victim's declared classes labelled with its own first class, so the victim's
   updates must carry finer detail of its classes to tell them apart.
 
-The round calls ``adversary_update(inputs, global_params, x, y, count, lr)`` in the
-adversary's slot, with its own records and the inputs `upload_inputs` builds from the
-adversary's own state, keys and candidates (never another participant's data).
+Each builder returns an `Upload`, ``(inputs, global_params, x, y, count, lr) -> (params,
+metrics)``, which `federated_averaging(adversary=i, upload=...)` calls in participant i's slot with
+its own records and the inputs it passes (the driver builds them in
+`driver.adversary.upload_inputs` from the adversary's own state, keys and candidates, never
+another participant's data).
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from flax import struct
 
 from fedgan_jax.adversary.attack import record_losses
 from fedgan_jax.core import checks
-from fedgan_jax.core.types import Config
-from fedgan_jax.federation import fedavg as federated
+from fedgan_jax.core.types import ApplyFn, PRNGKey
+from fedgan_jax.federation import fedavg
+from fedgan_jax.federation.server import Upload
 
 UPLOADS = ("honest", "gradient_ascent", "fake_class")
 ASCENT_TARGETS = ("victim_classes", "pool")
@@ -58,18 +61,62 @@ class FakeInputs:
     active: jax.Array  # [] bool: its generator has started
 
 
-def make_adversary_update(
-    config: Config, apply_fn, generate: Callable | None = None
-) -> Callable | None:
-    """The adversary's update function for ``config.adversary.upload`` (None: honest).
-    `generate(generator_params, key, per_class) -> [C, n, H, W, ch]` for fake_class."""
-    a, fl = config.adversary, config.fl
-    honest = federated.client_update_of(fl, apply_fn, private=False)
-    if a.upload == "gradient_ascent":
-        return _ascent_update(honest, apply_fn, config.eval.batch_size)
-    if a.upload == "fake_class":
-        return _fake_update(honest, generate, a.fake_per_class)
-    return None
+def gradient_ascent(
+    apply_fn: ApplyFn,
+    *,
+    local_epochs: int = 1,
+    batch_size: int = 64,
+    local_steps: int = 0,
+    chunk: int = 256,
+) -> Upload:
+    """Nasr et al.'s active upload: its honest update (E epochs of SGD on its own records,
+    the clients' recipe) plus a step of length ``inputs.step`` up the gradient of the
+    weighted mean loss of ``inputs.targets_*`` at the global params (`AscentInputs`,
+    `ascent_inputs`). The targets' loss is summed in chunks of `chunk` records."""
+    honest = fedavg.make_client_update(
+        apply_fn, local_epochs=local_epochs, batch_size=batch_size, local_steps=local_steps
+    )
+    return _ascent_update(honest, apply_fn, chunk)
+
+
+def ascent_inputs(
+    key: PRNGKey,
+    targets_x: jax.Array,
+    targets_y: jax.Array,
+    *,
+    step: float | jax.Array,
+    weight: jax.Array | None = None,
+) -> AscentInputs:
+    """The inputs of one `gradient_ascent` upload: every target weighted 1 unless
+    `weight` says otherwise; `step` is the ascent step's L2 length in its own upload."""
+    if weight is None:
+        weight = jnp.ones(jnp.shape(targets_y), jnp.float32)
+    return AscentInputs(
+        key=key,
+        targets_x=jnp.asarray(targets_x),
+        targets_y=jnp.asarray(targets_y),
+        weight=jnp.asarray(weight, jnp.float32),
+        step=jnp.asarray(step, jnp.float32),
+    )
+
+
+def fake_class(
+    apply_fn: ApplyFn,
+    generate: Callable,
+    *,
+    per_class: int,
+    local_epochs: int = 1,
+    batch_size: int = 64,
+    local_steps: int = 0,
+) -> Upload:
+    """Hitaj et al.'s active GAN upload: its local training also fits `per_class` images of
+    each class of ``inputs.fake_classes`` (`FakeInputs`), drawn by
+    ``generate(generator_params, key, per_class) -> [C, per_class, H, W, ch]`` (a
+    `GanTrainer`'s ``images``) and labelled with its own class ``inputs.fake_label``."""
+    honest = fedavg.make_client_update(
+        apply_fn, local_epochs=local_epochs, batch_size=batch_size, local_steps=local_steps
+    )
+    return _fake_update(honest, generate, per_class)
 
 
 def _ascent_update(honest, apply_fn, chunk: int) -> Callable:

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from fedgan_jax.core.errors import ConfigError
 from fedgan_jax.data.partition import ClientData
 
 
@@ -65,6 +66,28 @@ def adversary_view(
         declared=jnp.asarray(declared, bool),
         victim=jnp.full((runs,), victim, jnp.int32),
         adversary=jnp.full((runs,), adversary, jnp.int32),
+    )
+
+
+def view_of(
+    clients: ClientData, declared: np.ndarray, *, adversary: int, victim: int
+) -> AdversaryView:
+    """One run's view (no run axis): participant `adversary`'s records of ``clients``
+    (``[N, capacity, ...]``, e.g. from `fedgan_jax.data.partition.clients_from_arrays`) and
+    the declared label sets ``declared[N, C]``."""
+    n = clients.counts.shape[0]
+    for name, i in (("adversary", adversary), ("victim", victim)):
+        if not 0 <= i < n:
+            raise ConfigError(f"{name}={i}: the clients hold participants 0..{n - 1}")
+    if adversary == victim:
+        raise ConfigError(f"victim={victim} equals adversary: they must differ")
+    return AdversaryView(
+        own_x=jnp.asarray(clients.x[adversary]),
+        own_y=jnp.asarray(clients.y[adversary]),
+        own_count=jnp.asarray(clients.counts[adversary]),
+        declared=jnp.asarray(declared, bool),
+        victim=jnp.int32(victim),
+        adversary=jnp.int32(adversary),
     )
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import numpy as np
 from flax import struct
@@ -258,3 +259,44 @@ def partition(
         x[p, : len(idx)] = train_x[idx]
         y[p, : len(idx)] = train_y[idx]
     return ClientData(x=x, y=y, counts=counts), owner
+
+
+class Partition(NamedTuple):
+    """A federation's data: padded `ClientData`, the owner of every record (-1: nobody)
+    and the declared label sets ``[N, C]``."""
+
+    clients: ClientData
+    owner: np.ndarray
+    declared: np.ndarray
+
+
+def clients_from_arrays(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    num_clients: int = 5,
+    adversary: int = 0,
+    victim: int = 1,
+    victim_num_labels: int = 2,
+    scheme: str = "disjoint",
+    alpha: float = 0.5,
+    holders: int = 2,
+    num_classes: int | None = None,
+    seed: int = 0,
+    multiple_of: int = 1,
+) -> Partition:
+    """Splits the records ``(x [n, ...], y [n] ints)`` among `num_clients` participants
+    under `scheme` (``disjoint``, ``dirichlet`` with `alpha`, ``shared`` with `holders`
+    per class; module doc) and pads them into `ClientData`, capacity a multiple of
+    `multiple_of` (one local batch, say). `num_classes` defaults to ``max(y) + 1``."""
+    x, y = np.asarray(x, np.float32), np.asarray(y)
+    if x.shape[0] != y.shape[0] or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ConfigError(
+            f"x {x.shape} and y {y.shape} {y.dtype}: need as many records as labels, "
+            "y one integer label per record"
+        )
+    c = int(y.max()) + 1 if num_classes is None else num_classes
+    roles = Roles(num_clients, adversary, victim, victim_num_labels)
+    declared, owner = assign(y, c, roles, Scheme(scheme, alpha, holders), seed)
+    clients, owner = partition(x, y, declared, multiple_of=multiple_of, owner=owner)
+    return Partition(clients, owner, declared)

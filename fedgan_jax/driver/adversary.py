@@ -42,6 +42,7 @@ from fedgan_jax.core.types import Config
 from fedgan_jax.driver.engine import (
     apply_fn_of,
     classifier_trainer,
+    client_update_of,
     over_runs,
     resolve_run_batching,
 )
@@ -231,7 +232,7 @@ def build_program(
 def _own_bias_update(config: Config, apply_fn) -> Callable:
     """``(params, view, key, lr) -> [C]``: the last-layer bias change of the update it
     uploads when it trains honestly (the clients' recipe, DP-SGD included)."""
-    client_update = federated.client_update_of(config.fl, apply_fn)
+    client_update = client_update_of(config.fl, apply_fn)
 
     def update(params, view, key, learning_rate):
         new, _ = client_update(params, view.own_x, view.own_y, view.own_count, key, learning_rate)

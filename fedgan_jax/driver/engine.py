@@ -28,6 +28,7 @@ from fedgan_jax.data.datasets import Dataset
 from fedgan_jax.driver import distributed
 from fedgan_jax.driver.state import round_key
 from fedgan_jax.federation import fedavg as federated
+from fedgan_jax.federation.server import ServerState, federated_averaging
 from fedgan_jax.nn import models, training
 
 # Fields of a run that change only its data and keys, never the compiled program: runs
@@ -285,24 +286,42 @@ def classifier_trainer(config: Config, classifier, image_shape) -> Callable:
     )
 
 
+def client_recipe(fl, *, private: bool = True) -> dict[str, Any]:
+    """Every participant's local training, read from ``config.fl`` (the arguments of
+    `fedavg.make_client_update`); ``private=False`` leaves out record-level DP-SGD."""
+    return dict(
+        local_epochs=fl.local_epochs,
+        batch_size=fl.batch_size,
+        local_steps=fl.local_steps,
+        dp_clip=fl.dpsgd_clip if private else 0.0,
+        dp_noise_multiplier=fl.dpsgd_noise_multiplier if private else 0.0,
+    )
+
+
+def client_update_of(fl, apply_fn: Callable, *, private: bool = True) -> Callable:
+    """`fedavg.make_client_update` with the recipe of ``config.fl``."""
+    return federated.make_client_update(apply_fn, **client_recipe(fl, private=private))
+
+
 def build_server(
     config: Config, classifier, image_shape, num_runs: int, *, mesh=None, adversary_update=None
 ) -> ServerProgram:
-    """FedAvg rounds (`federated.make_round`); the adversary's upload from `adversary_update`
-    (None: it trains honestly like every participant)."""
+    """The public `federation` of ``config.fl``, mapped over runs; the adversary's upload
+    from `adversary_update` (None: it trains honestly like every participant)."""
     fl = config.fl
-    client_update = federated.client_update_of(fl, apply_fn_of(classifier))
-    round_fn = federated.make_round(
-        client_update,
+    fed = federated_averaging(
+        apply_fn_of(classifier),
         num_clients=fl.num_participants,
+        learning_rate=fl.learning_rate,  # each call passes round t's rate (`learning_rate`)
         clients_per_round=clients_per_round(config),
-        client_chunk=resolve_client_chunk(fl.client_chunk),
         weighting=fl.weighting,
-        mesh=mesh,
         clip_norm=fl.clip_norm,
         noise_multiplier=fl.noise_multiplier,
         adversary=fl.adversary,
-        adversary_update=adversary_update,
+        upload=adversary_update,
+        client_chunk=resolve_client_chunk(fl.client_chunk),
+        mesh=mesh,
+        **client_recipe(fl),
     )
 
     def init(key):
@@ -313,8 +332,15 @@ def build_server(
     def fl_round(params, clients, fl_key, t, learning_rate, adversary_inputs):
         if spans:  # `place_clients` padded the client axis to the mesh: not participants
             clients = jax.tree.map(lambda a: a[: fl.num_participants], clients)
-        key = round_key(fl_key, t)
-        return round_fn(params, clients, key, learning_rate, adversary_inputs)
+        server = ServerState(params=params, round=jnp.asarray(t - 1, jnp.int32))
+        server, metrics = fed.round(
+            server,
+            clients,
+            round_key(fl_key, t),
+            learning_rate=learning_rate,
+            adversary_inputs=adversary_inputs,
+        )
+        return server.params, metrics
 
     batching = resolve_run_batching(config.sweep.run_batching)
     fl_round = over_runs(fl_round, num_runs, (0, 0, 0, None, None, 0), batching)

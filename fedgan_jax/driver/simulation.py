@@ -34,6 +34,7 @@ from fedgan_jax.driver.engine import (
     apply_fn_of,
     build_eval,
     build_server,
+    client_recipe,
     clients_per_round,
     make_mesh,
     mesh_devices,
@@ -72,7 +73,7 @@ def build_engine(config: Config, dataset: Dataset, num_runs: int) -> Engine:
     mesh = make_mesh(mesh_devices(config))
     shape = dataset.image_shape
     trainer = gan_trainer(config, dataset, classifier)
-    malicious = uploads.make_adversary_update(config, apply_fn_of(classifier), trainer.images)
+    malicious = adversary_upload(config, apply_fn_of(classifier), trainer.images)
     return Engine(
         server=build_server(config, classifier, shape, num_runs, mesh=mesh),
         upload=None
@@ -87,6 +88,20 @@ def build_engine(config: Config, dataset: Dataset, num_runs: int) -> Engine:
         resolved=resolved_settings(config),
         num_runs=num_runs,
     )
+
+
+def adversary_upload(config: Config, apply_fn, generate) -> uploads.Upload | None:
+    """The public upload builder of ``config.adversary.upload`` (None: honest), with the
+    clients' own local recipe (`engine.client_recipe`, without DP-SGD: the adversary does
+    not clip its own gradients); `generate` is the generator trainer's ``images``."""
+    a = config.adversary
+    recipe = client_recipe(config.fl, private=False)
+    del recipe["dp_clip"], recipe["dp_noise_multiplier"]
+    if a.upload == "gradient_ascent":
+        return uploads.gradient_ascent(apply_fn, chunk=config.eval.batch_size, **recipe)
+    if a.upload == "fake_class":
+        return uploads.fake_class(apply_fn, generate, per_class=a.fake_per_class, **recipe)
+    return None
 
 
 def gan_trainer(config: Config, dataset: Dataset, classifier) -> gan.GanTrainer:

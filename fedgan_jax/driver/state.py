@@ -26,6 +26,7 @@ import numpy as np
 from flax import struct
 
 from fedgan_jax.core.types import Params
+from fedgan_jax.federation.server import ServerState  # noqa: F401  (params [R, ...] here)
 
 # Independent PRNG streams of a run, folded into the run's key (the one registry).
 STREAMS = {
@@ -81,12 +82,6 @@ def derive_keys(run_keys: jax.Array) -> tuple[ServerKeys, AdversaryKeys, EvalKey
 def round_key(stream_key: jax.Array, t: Any) -> jax.Array:
     """The key of round t of one stream (the same numbers on resume: keys are not state)."""
     return jax.random.fold_in(stream_key, t)
-
-
-@struct.dataclass
-class ServerState:
-    params: Params  # [R, ...] the global model M_t
-    round: jax.Array  # [] rounds done (shared by the runs of a batch)
 
 
 @struct.dataclass

@@ -75,19 +75,6 @@ def make_client_update(
     return client_update
 
 
-def client_update_of(fl, apply_fn: ApplyFn, *, private: bool = True) -> Callable:
-    """`make_client_update` with the recipe of ``config.fl`` (every participant's local
-    training); ``private=False`` leaves out record-level DP-SGD."""
-    return make_client_update(
-        apply_fn,
-        local_epochs=fl.local_epochs,
-        batch_size=fl.batch_size,
-        local_steps=fl.local_steps,
-        dp_clip=fl.dpsgd_clip if private else 0.0,
-        dp_noise_multiplier=fl.dpsgd_noise_multiplier if private else 0.0,
-    )
-
-
 SCHEDULES = ("constant", "cosine")
 
 

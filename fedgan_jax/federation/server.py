@@ -1,0 +1,145 @@
+"""A FedAvg federation as one ``(init, round)`` pair over a `ServerState` (fedjax's shape).
+
+    fed = federated_averaging(apply_fn, num_clients=5, local_epochs=1, batch_size=64,
+                     learning_rate=0.05, adversary=0, upload=gradient_ascent(apply_fn))
+    server = fed.init(params)
+    server, metrics = jax.jit(fed.round)(server, clients, key)               # honest round
+    server, metrics = jax.jit(fed.round)(server, clients, key, adversary_inputs=inputs)
+
+`round` is paper Eq. 1-2 (McMahan et al. 2017): every selected client trains E local
+epochs of SGD from the global params on its own padded records, the server adds the
+(example- or uniformly) weighted mean of the updates. It is `fedavg.make_round`, the one
+round the driver also runs, with the round counter carried in the state.
+
+The adversary's slot: with ``upload`` given, a call with ``adversary_inputs`` runs
+``upload(adversary_inputs, global_params, x, y, count, learning_rate) -> (params,
+metrics)`` in participant ``adversary``'s place (`fedgan_jax.adversary.uploads` builds
+the paper's and the literature's; any function of that signature works); a call without
+runs the honest round, where the adversary trains like everyone. Whether a round is
+malicious is known when it is traced (``adversary_inputs`` is None or not), so each kind
+compiles once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from jax.sharding import Mesh
+
+from fedgan_jax.core.errors import ConfigError
+from fedgan_jax.core.types import ApplyFn, Params, PRNGKey
+from fedgan_jax.data.partition import ClientData
+from fedgan_jax.federation import fedavg
+
+# An adversary's upload: (adversary_inputs, global_params, x, y, count, lr) -> (params, metrics)
+Upload = Callable[..., tuple[Params, dict]]
+
+
+@struct.dataclass
+class ServerState:
+    """The federation's truth: the global model M_t and the rounds done (``[]`` int32).
+
+    The driver stacks a leading run axis onto `params` (one state for a batch of runs)."""
+
+    params: Params
+    round: jax.Array
+
+
+class Federation(NamedTuple):
+    """``init(params) -> ServerState`` and ``round(state, clients, key, *, learning_rate=None,
+    adversary_inputs=None) -> (ServerState, metrics)``; pure and jittable."""
+
+    init: Callable[[Params], ServerState]
+    round: Callable[..., tuple[ServerState, dict[str, jax.Array]]]
+
+
+def federated_averaging(
+    apply_fn: ApplyFn,
+    *,
+    num_clients: int,
+    local_epochs: int = 1,
+    batch_size: int = 64,
+    learning_rate: float | Callable[[jax.Array], jax.Array] = 0.05,
+    local_steps: int = 0,
+    clients_per_round: int | None = None,
+    weighting: str = "examples",
+    clip_norm: float = 0.0,
+    noise_multiplier: float = 0.0,
+    dp_clip: float = 0.0,
+    dp_noise_multiplier: float = 0.0,
+    adversary: int | None = None,
+    upload: Upload | None = None,
+    client_chunk: int = 0,
+    mesh: Mesh | None = None,
+) -> Federation:
+    """Builds the federation of `num_clients` participants training `apply_fn`'s params.
+
+    ``learning_rate``: the clients' SGD rate, a float or a function of the 1-based round
+    (an optax schedule of ``round - 1`` works); ``round(..., learning_rate=lr)`` overrides
+    it for one call. ``weighting``: ``examples`` (McMahan's FedAvg) or ``uniform`` (the
+    paper's 1/N mean). ``clients_per_round``: a seeded sample of that many clients per
+    round. Defenses: ``clip_norm``/``noise_multiplier`` is user-level DP-FedAvg (McMahan et
+    al. 2018; needs ``weighting='uniform'`` for its accounting), ``dp_clip``/
+    ``dp_noise_multiplier`` record-level DP-SGD inside every honest client; epsilon from
+    `fedgan_jax.federation.privacy`. ``client_chunk``/``mesh``: how clients are mapped
+    (`fedavg.train_and_sum`; a mesh shards the client axis over devices).
+    """
+    if upload is not None and adversary is None:
+        raise ConfigError("federated_averaging(upload=...) needs the adversary's index (adversary=...)")
+    if adversary is not None and not 0 <= adversary < num_clients:
+        raise ConfigError(f"adversary={adversary}: must lie in [0, {num_clients - 1}]")
+    client_update = fedavg.make_client_update(
+        apply_fn,
+        local_epochs=local_epochs,
+        batch_size=batch_size,
+        local_steps=local_steps,
+        dp_clip=dp_clip,
+        dp_noise_multiplier=dp_noise_multiplier,
+    )
+    shared = dict(
+        num_clients=num_clients,
+        clients_per_round=clients_per_round,
+        client_chunk=client_chunk,
+        weighting=weighting,
+        mesh=mesh,
+        clip_norm=clip_norm,
+        noise_multiplier=noise_multiplier,
+    )
+    honest_round = fedavg.make_round(client_update, **shared)
+    malicious_round = None
+    if upload is not None:
+        malicious_round = fedavg.make_round(
+            client_update, adversary=adversary, adversary_update=upload, **shared
+        )
+
+    def init(params: Params) -> ServerState:
+        return ServerState(params=params, round=jnp.zeros((), jnp.int32))
+
+    def round_fn(
+        state: ServerState,
+        clients: ClientData,
+        key: PRNGKey,
+        *,
+        learning_rate: Any = None,
+        adversary_inputs: Any = None,
+    ) -> tuple[ServerState, dict[str, jax.Array]]:
+        t = state.round + 1
+        lr = _rate(learning_rate if learning_rate is not None else base_rate, t)
+        if adversary_inputs is None:
+            params, metrics = honest_round(state.params, clients, key, lr)
+        elif malicious_round is None:
+            raise ConfigError("adversary_inputs given, but the federation has no upload=...")
+        else:
+            params, metrics = malicious_round(state.params, clients, key, lr, adversary_inputs)
+        return ServerState(params=params, round=jnp.asarray(t, jnp.int32)), metrics
+
+    base_rate = learning_rate
+    return Federation(init=init, round=round_fn)
+
+
+def _rate(rate, t):
+    return rate(t) if callable(rate) else rate
