@@ -23,7 +23,7 @@ compiles once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -35,8 +35,25 @@ from fedgan_jax.core.types import ApplyFn, Params, PRNGKey
 from fedgan_jax.data.partition import ClientData
 from fedgan_jax.federation import fedavg
 
-# An adversary's upload: (adversary_inputs, global_params, x, y, count, lr) -> (params, metrics)
-Upload = Callable[..., tuple[Params, dict]]
+
+class Upload(Protocol):
+    """What a participant sends in its slot of a round instead of its honest update.
+
+    Called with whatever the caller passes as ``adversary_inputs``, the global params, the
+    participant's own padded records ``x [capacity, ...]``, ``y [capacity]``, their
+    ``count`` and the round's learning rate; returns its new params (the server takes
+    their difference from the global params) and metrics shaped like
+    `fedavg.make_client_update`'s (``loss``, ``steps``, ``finite``)."""
+
+    def __call__(
+        self,
+        inputs: Any,
+        global_params: Params,
+        x: jax.Array,
+        y: jax.Array,
+        count: jax.Array,
+        learning_rate: jax.Array,
+    ) -> tuple[Params, dict[str, jax.Array]]: ...
 
 
 @struct.dataclass
@@ -89,7 +106,9 @@ def federated_averaging(
     (`fedavg.train_and_sum`; a mesh shards the client axis over devices).
     """
     if upload is not None and adversary is None:
-        raise ConfigError("federated_averaging(upload=...) needs the adversary's index (adversary=...)")
+        raise ConfigError(
+            "federated_averaging(upload=...) needs the adversary's index (adversary=...)"
+        )
     if adversary is not None and not 0 <= adversary < num_clients:
         raise ConfigError(f"adversary={adversary}: must lie in [0, {num_clients - 1}]")
     client_update = fedavg.make_client_update(
