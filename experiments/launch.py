@@ -54,6 +54,8 @@ def parse_flags(argv: list[str], configs: tuple[str, ...] = ()) -> list[str]:
     try:
         rest = flags.FLAGS(argv)
     except flags.Error as e:
+        if "whilst parsing config file" in str(e):  # the file's get_config raised
+            usage_error(_config_file_error(e, argv, configs))
         message = re.sub(r"^flag ", "", str(e))
         required = re.search(r"Flag (--\w+) must have a value other than None", message)
         usage_error(f"{required.group(1)} is required (see --help)" if required else message)
@@ -69,6 +71,21 @@ def parse_flags(argv: list[str], configs: tuple[str, ...] = ()) -> list[str]:
     if len(rest) > 1:
         usage_error(f"unexpected arguments: {' '.join(rest[1:])}")
     return rest
+
+
+def _config_file_error(e: Exception, argv: list[str], configs: tuple[str, ...]) -> str:
+    """One line naming the config flag whose file failed, e.g. an argument it takes none of
+    (``--config=configs/demo.py:fast`` calls ``get_config('fast')``)."""
+    given = [a for a in argv[1:] if a.lstrip("-").split("=")[0] in configs and "=" in a]
+    flag = given[-1] if given else f"--{configs[0]}" if configs else "a config flag"
+    text = str(e).strip().splitlines()
+    why = text[-1] if text else type(e).__name__
+    arg = re.search(r"get_config\(\) takes (\d+) positional arguments? but (\d+)", why)
+    if arg and ":" in flag.split("=", 1)[-1]:
+        path, extra = flag.split("=", 1)[1].split(":", 1)
+        takes = "no argument" if arg.group(1) == "0" else f"{arg.group(1)} argument(s)"
+        return f"{flag}: {path}'s get_config() takes {takes}; drop ':{extra}'"
+    return f"{flag}: the config file failed: {why}"
 
 
 def usage_error(message: str) -> None:

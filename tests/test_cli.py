@@ -73,6 +73,17 @@ CLI_CASES = [
         "--config=configs/nope.py: [Errno 2] No such file or directory: 'configs/nope.py'",
         2,
     ),
+    (
+        lambda tmp: ("run.py", "--config=configs/demo.py:fast", f"--workdir={tmp}/run"),
+        "--config=configs/demo.py:fast: configs/demo.py's get_config() takes no argument; "
+        "drop ':fast'",
+        2,
+    ),
+    (
+        lambda tmp: ("sweep.py", *TINY, "--config.sweep.label_counts=(0,)", f"--workdir={tmp}/run"),
+        "sweep.label_counts=(0,): entry 0 fails: k=0: must be an integer in [1, 9]",
+        2,
+    ),
     (lambda tmp: ("run.py", *TINY), "--workdir is required (see --help)", 2),
     (
         lambda tmp: ("run.py", *TINY, f"--workdir={_a_file(tmp)}"),

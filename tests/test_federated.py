@@ -361,3 +361,23 @@ def test_dp_fedavg_clips_every_update_and_adds_calibrated_noise():
     assert abs(diff.std() / (2.0 * 0.05 / 4) - 1) < 0.1 and abs(diff.mean()) < 0.01
     with pytest.raises(ValueError, match="clip_norm"):
         federated.make_round(update, num_clients=4, noise_multiplier=1.0)
+
+
+def test_a_batch_wider_than_the_client_is_one_full_batch_step():
+    """batch_size 64 over a client of 5 records in a capacity of 16: each epoch is one SGD
+    step on the mean loss of exactly those 5 records (a DataLoader's short last batch)."""
+    params = linear_params(jax.random.key(1))
+    data = make_clients(jax.random.key(0), [5], 16)
+    x, y = data.x[0], data.y[0]
+    trainer = training.make_trainer(linear_apply, optax.sgd(0.5), epochs=2, batch_size=64)
+    got, metrics = jax.jit(trainer)(params, x, y, data.counts[0], jax.random.key(3))
+    assert int(metrics["steps"]) == 2
+    want = params
+    for _ in range(2):  # by hand: two full-batch gradient steps on the 5 real records
+        grads = jax.grad(
+            lambda p: optax.softmax_cross_entropy_with_integer_labels(
+                linear_apply(p, x[:5]), y[:5]
+            ).mean()
+        )(want)
+        want = jax.tree.map(lambda p, g: p - 0.5 * g, want, grads)
+    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)

@@ -199,6 +199,11 @@ def _files_dir(tmp_path, mutate=None):
     return str(folder)
 
 
+def _no_records(folder):  # well-formed IDX files whose headers announce 0 items
+    files.put(folder, files.TRAIN_IMAGES, files.idx_bytes(np.zeros((0, 28, 28))))
+    files.put(folder, files.TRAIN_LABELS, files.idx_bytes(np.zeros((0,))))
+
+
 def _truncated(folder):
     path = os.path.join(folder, files.TRAIN_IMAGES)
     data = open(path, "rb").read()
@@ -285,8 +290,8 @@ BAD_CONFIGS = [
         "trains 1 (a fraction of 0.2); set fl.client_fraction=0.2 to run that",
     ),
     (
-        {"fl.batch_size": 100000},
-        "fl.batch_size=100000: larger than the largest client (80 records)",
+        {"fl.batch_size": 100000, "fl.dpsgd_clip": 1.0},
+        "fl.batch_size=100000: larger than the largest client (80 records) under DP-SGD",
     ),
     (
         {"gan.samples_per_class": 10**9},
@@ -300,6 +305,7 @@ BAD_CONFIGS = [
 ]
 
 BAD_FILES = [
+    (_no_records, f"{files.TRAIN_IMAGES}: holds no records"),
     (_truncated, f"{files.TRAIN_IMAGES}: truncated or padded IDX file"),
     (_wrong_magic, f"{files.TRAIN_IMAGES}: wrong magic number 0x00000801, expected 0x00000803"),
     (_label_out_of_range, f"{files.TEST_LABELS}: label 12 out of range [0, 9]"),
@@ -464,3 +470,14 @@ def test_first_ctrl_c_waits_for_the_round_second_stops_at_once():
             time.sleep(0.1)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     signal.signal(signal.SIGINT, previous)
+
+
+def test_a_batch_wider_than_every_client_trains_on_one_short_batch(tmp_path, caplog):
+    """The demo shrunk below a local batch runs (as a DataLoader keeps its last short
+    batch) and says so once, instead of refusing."""
+    config = tiny_config()
+    config.fl.batch_size = 1000  # the largest client holds 80 records
+    with caplog.at_level("WARNING"):
+        results = train_and_evaluate(config, str(tmp_path / "run"), progress=False)
+    assert "fl.batch_size=1000 is larger than the largest client (80 records)" in caplog.text
+    assert results["final_main_task_accuracy"] > 0.2  # it learnt from one step a round

@@ -331,6 +331,9 @@ def _load_idx_files(data_dir: str, spec: DatasetSpec):
         img_path = _find(data_dir, MNIST_FILES[f"{split}_images"])
         lbl_path = _find(data_dir, MNIST_FILES[f"{split}_labels"])
         images, labels = read_idx(img_path, 3), read_idx(lbl_path, 1)
+        for path, array in ((img_path, images), (lbl_path, labels)):
+            if not len(array):
+                raise DataError(f"{path}: holds no records (its IDX header announces 0 items)")
         if images.shape[1:] != hw:
             raise DataError(f"{img_path}: images are {images.shape[1:]}, expected {hw}")
         if len(images) != len(labels):

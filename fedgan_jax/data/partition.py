@@ -28,7 +28,6 @@ victim, every other participant left a label); `check_config` applies them to
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 from typing import NamedTuple
 
 import numpy as np
@@ -92,13 +91,11 @@ class Scheme:
             checks.integer("fl.holders_per_class", self.holders, 1, num_participants - 1)
 
 
-def check_config(fl, num_classes: int, label_counts: Iterable[int] = ()) -> None:
-    """Checks the roles and the partition of ``config.fl`` for its k and for every k of
-    `label_counts` (a sweep's victim label counts; under dirichlet k plays no part)."""
+def check_config(fl, num_classes: int) -> None:
+    """Checks the roles and the partition of ``config.fl`` (under dirichlet k plays no part)."""
     scheme = Scheme.from_config(fl)
-    counts = (1,) if scheme.name == "dirichlet" else (fl.victim_num_labels, *label_counts)
-    for k in counts:
-        Roles(fl.num_participants, fl.adversary, fl.victim, k).validate(num_classes)
+    k = 1 if scheme.name == "dirichlet" else fl.victim_num_labels
+    Roles(fl.num_participants, fl.adversary, fl.victim, k).validate(num_classes)
     scheme.validate(fl.num_participants)
 
 

@@ -49,7 +49,8 @@ def validate(config, *, label_counts: Iterable[int] | None = None) -> None:
     federated.check_config(config.fl)
     privacy.check_config(config.fl)
     _check_sweep(config.sweep)
-    partition.check_config(config.fl, spec.num_classes, label_counts or ())
+    partition.check_config(config.fl, spec.num_classes)
+    _check_label_counts(config.fl, spec.num_classes, label_counts or ())
     models.check_config(config.model)
     training.check_config(config.eval)
     rounds = config.fl.rounds
@@ -78,6 +79,19 @@ def _check_sweep(sweep) -> None:
     checks.integer("sweep.runs_per_batch", sweep.runs_per_batch, 0)
     checks.boolean("sweep.batched", sweep.batched)
     checks.choice("sweep.run_batching", sweep.run_batching, RUN_BATCHING)
+
+
+def _check_label_counts(fl, num_classes: int, label_counts) -> None:
+    """Every k of ``sweep.label_counts`` must make valid roles (`partition.Roles`); the
+    error names the sweep's field, which the user typed, not fl.victim_num_labels."""
+    for k in label_counts:
+        variant = fl.copy_and_resolve_references()
+        variant.victim_num_labels = k
+        try:
+            partition.check_config(variant, num_classes)
+        except ConfigError as e:
+            reason = str(e).replace("fl.victim_num_labels", "k")
+            checks.fail("sweep.label_counts", tuple(label_counts), f"entry {k} fails: {reason}")
 
 
 def _check_sweep_modes(g, modes: tuple[str, ...], rounds: int, uses_gan: bool) -> None:

@@ -195,10 +195,11 @@ def deal_runs(config: Config, dataset: Dataset, runs: Sequence[RunSpec]) -> dict
 
 
 def common_capacity(config: Config, deals: dict) -> int:
-    """The largest client of all dealt runs, rounded up to a local batch: one shape for all."""
+    """The largest client of all dealt runs, rounded up to a local batch (or the client
+    itself when a batch is wider: it trains on one short batch): one shape for all."""
     most = max(int(np.bincount(owner[owner >= 0]).max()) for _, owner in deals.values())
     b = config.fl.batch_size
-    return -(-most // b) * b
+    return -(-most // b) * b if most >= b else most
 
 
 def prepare(

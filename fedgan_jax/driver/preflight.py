@@ -15,7 +15,7 @@ fields at once and live here (`check_config`):
 
 Once the data is loaded and dealt, `check_run` refuses, before the workdir is claimed: a
 dataset lacking some classes (every participant declares labels, every attack scores every
-class), a local batch larger than the largest client, and a config whose largest
+class), a DP-SGD batch larger than the largest client, and a config whose largest
 allocations (client arrays, D_gen, the adversary's snapshots, the evaluation of the
 candidate pool; `allocations`) exceed the memory available (``MemAvailable``, a cgroup's
 limit, an accelerator's ``bytes_limit``), naming the largest and the sizes.
@@ -88,19 +88,36 @@ def _check_client_fraction(config) -> None:
 
 
 def check_run(config, dataset: Dataset, deals: dict, *, num_runs: int, param_bytes: int) -> None:
-    """Refuses missing classes, a batch beyond the largest client, or too little memory."""
+    """Refuses missing classes or too little memory; says when local batches are short."""
     _check_classes(config, dataset)
     most = max(int(np.bincount(owner[owner >= 0]).max()) for _, owner in deals.values())
     if config.fl.batch_size > most:
-        checks.fail(
-            "fl.batch_size",
-            config.fl.batch_size,
-            f"larger than the largest client ({most} records), so every local step would be "
-            f"one batch of padding; use fl.batch_size <= {most}",
-        )
+        _short_batches(config, most)
     capacity = engine.common_capacity(config, deals)
     items = allocations(config, dataset, capacity, num_runs, param_bytes)
     _check_memory(items)
+
+
+def _short_batches(config, most: int) -> None:
+    """A local batch wider than every client: each trains on one short batch of its records
+    per epoch (as a DataLoader without drop_last), said once; DP-SGD refuses, its noise and
+    accounting are for full batches."""
+    b = config.fl.batch_size
+    if config.fl.dpsgd_clip > 0:
+        checks.fail(
+            "fl.batch_size",
+            b,
+            f"larger than the largest client ({most} records) under DP-SGD "
+            f"(fl.dpsgd_clip > 0), whose accounting needs full batches; use fl.batch_size <= "
+            f"{most}",
+        )
+    what = (
+        f"fl.batch_size={b} is larger than the largest client ({most} records): every client "
+        f"trains on one short batch of all its records per local epoch"
+    )
+    if what not in _warned:
+        _warned.add(what)
+        logging.warning(what)
 
 
 def _check_classes(config, dataset: Dataset) -> None:

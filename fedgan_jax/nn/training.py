@@ -81,12 +81,15 @@ def make_trainer(
 
     def train(params, x, y, count, key):
         capacity = x.shape[0]
-        n_steps = steps if steps > 0 else -(-capacity // batch_size)
+        # A batch wider than the client is one short batch of all its records (a DataLoader
+        # without drop_last); DP-SGD keeps its width, which its noise is scaled to.
+        batch = batch_size if private else min(batch_size, capacity)
+        n_steps = steps if steps > 0 else -(-capacity // batch)
         step = _masked_step(grad_fn, optimizer, x, y, count, private)
 
         def epoch(carry, epoch_key):
-            order = pass_order(epoch_key, count, capacity, n_steps * batch_size, cycle=steps > 0)
-            batches = order.reshape(n_steps, batch_size)
+            order = pass_order(epoch_key, count, capacity, n_steps * batch, cycle=steps > 0)
+            batches = order.reshape(n_steps, batch)
             if private:  # the noise: a stream of the epoch key the permutation never uses
                 batches = (batches, jax.random.split(jax.random.fold_in(epoch_key, 1), n_steps))
             return _real_steps(step, carry, batches, count)
