@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's "Beyond the paper" sweeps (issue 14), 3 seeds each, in one command on a
+# The README's "Beyond the paper" sweeps, 3 seeds each, in one command on a
 # GPU machine whose Python has JAX with its CUDA plugin:
 #
 #     OUT=runs/device_sweeps bash experiments/device_sweeps.sh [hidden overlap dp dpsgd ascent]
@@ -9,15 +9,15 @@
 # packs its folder, without checkpoints, into $OUT/<name>.tar.gz. The same sweeps run on
 # the CPU without the two overrides, one run after another. EXTRA adds config overrides
 # to every sweep (a smoke test here: EXTRA="--config.fl.rounds=3 --config.sweep.seeds=(0,1)").
-# `ascent` (issue 12) runs configs/demo_membership.py's honest run for seeds 0-2 and
+# `ascent` runs configs/demo_membership.py's honest run for seeds 0-2 and
 # studies/ascent_probe.py on each from its round-60 checkpoint, the targets in one
 # group and in 10 groups (ASCENT_SEEDS, ASCENT_GROUPS change which), into $OUT/ascent.log.
-# Full-size Fashion-MNIST (issue 15; FASHION_DIR = the folder of the four official IDX
+# Full-size Fashion-MNIST (FASHION_DIR = the folder of the four official IDX
 # files, Debian's by default): `fashion_grid` runs configs/fashion_mnist.py's federation
 # alone (no generator) at several local-step budgets of about the same compute, 3 seeds
 # each; `fashion` is the k = 1, 2, 3, 5 sweep of configs/fashion_mnist.py, 3 seeds, one
 # sweep (and archive) per k.
-# `select_long` / `select_demo` (issue 15): the prior and adversarial generator modes with
+# `select_long` / `select_demo`: the prior and adversarial generator modes with
 # gan.select last and own_mmd, 3 seeds, at configs/demo_long.py's budget / the demo's
 # (SELECT_MODES changes the modes). `select_patience`: prior with gan.select=own_mmd and
 # gan.select_patience in PATIENCES (0, 2, 4), seeds PATIENCE_SEEDS (10-12: chosen on these,

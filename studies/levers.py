@@ -1,4 +1,4 @@
-"""What each speed lever gives the engine's round on this machine (issue 16, item 2).
+"""What each speed lever gives the engine's round on this machine.
 
     python studies/levers.py --json=runs/levers.json
     python studies/levers.py --levers=clients_on_cores --passes=3

@@ -1,4 +1,4 @@
-"""Model-level speed levers for one client's local training (issue 16, item 2).
+"""Model-level speed levers for one client's local training.
 
     python studies/step_levers.py [--steps=20] [--repeats=7]
 

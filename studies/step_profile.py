@@ -1,4 +1,4 @@
-"""Where one client's local training, or the engine's round, spends its time (issue 16).
+"""Where one client's local training, or the engine's round, spends its time.
 
     python studies/step_profile.py [--variant=engine] [--steps=20] [--repeats=7]
     python studies/step_profile.py --round=20 --steps=4 [--repeats=5]

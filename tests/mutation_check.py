@@ -47,7 +47,7 @@ class Mutation:
 
 
 MUTATIONS = [
-    # --- the four bugs of issue 10
+    # --- four bugs of the label-based attacks
     Mutation(
         "ce_sign",
         "fedgan_jax.adversary.gan",
@@ -237,7 +237,7 @@ MUTATIONS = [
         "slot = t // every - 1",
         "slot = 0",
         ("tests/test_adversary.py::test_observe_keeps_the_latest_model_and_every_kth_snapshot",),
-    ),  # --- issue 14: partitions, DP accounting and DP-SGD, label recovery
+    ),  # --- partitions, DP accounting and DP-SGD, label recovery
     Mutation(
         "dpsgd_no_clip",
         "fedgan_jax.nn.training",

@@ -18,7 +18,7 @@ from fedgan_jax.core.errors import ConfigError, DataError
 from fedgan_jax.data import datasets as data
 from fedgan_jax.data import partition
 
-# --------------------------------------------------------------------------- helpers
+# --------------------------------------------------------------------------- test data
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"
 TRAIN_LABELS = "train-labels-idx1-ubyte"
