@@ -105,7 +105,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.gan.select_patience = 0
     # The realism term (prior mode) on every declared class, or on the adversary's own
     # classes only (own): its discriminator's real examples are the adversary's records,
-    # so on another class it tells "fake" by the class alone (README, Generator modes).
+    # so on another class it tells "fake" by the class alone (docs/results.md, Generator modes).
     c.gan.realism_classes = "declared"
     # Extra rounds shown in reconstructions.png (first/last always); rounds beyond
     # fl.rounds are dropped with a warning (config_lib.resolve).

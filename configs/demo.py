@@ -2,7 +2,7 @@
 
 5 participants (paper), 150 rounds of 1 local epoch at lr 0.05 (the paper's E=30 at lr 0.01
 over 400 rounds is `configs/mnist.py`; with every label held by one participant, larger
-local steps make FedAvg drift, see README). The generator starts when the main-task
+local steps make FedAvg drift, see docs/results.md). The generator starts when the main-task
 accuracy reaches the paper's 0.93 and takes 10 steps per round.
 """
 

@@ -15,7 +15,7 @@ rate decayed by a cosine to a tenth: with every class held by one participant, a
 local epoch (187 steps) pulls the global model towards each client's two classes in turn
 and FedAvg plateaus lower (0.813 after 100 rounds); on an H200, 3 seeds each, 100 / 50 /
 20 steps a round plateau at 0.827 / 0.849 / 0.865 against the pooled oracle's ~0.90
-(README, Full size). The generator starts when the announced accuracy reaches 0.80: the
+(docs/results.md, Full size). The generator starts when the announced accuracy reaches 0.80: the
 paper's 0.93 is 94% of what a pooled model reaches on MNIST (0.99); Fashion-MNIST's
 pooled model reaches about 0.90, where 0.93 can never fire, and 0.80 is about 0.88 of
 it. It takes 3 steps a round (about the demo's ~1,000 in all). The adversary measures the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The accelerator rows of the README's speed section, in one command on a GPU machine whose
+# The accelerator rows of docs/speed.md, in one command on a GPU machine whose
 # Python has JAX with its CUDA plugin (and PyTorch for the baseline rows):
 #
 #     OUT=runs/device bash experiments/device_benchmark.sh

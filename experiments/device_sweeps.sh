@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's "Beyond the paper" sweeps, 3 seeds each, in one command on a
+# The "Beyond the paper" sweeps of docs/results.md, 3 seeds each, in one command on a
 # GPU machine whose Python has JAX with its CUDA plugin:
 #
 #     OUT=runs/device_sweeps bash experiments/device_sweeps.sh [hidden overlap dp dpsgd ascent]

@@ -1,12 +1,12 @@
 """Renders a run's results.json and a benchmark document as text.
 
-One list of columns per table: `run_tables` lays them out as the Markdown the README
+One list of columns per table: `run_tables` lays them out as the Markdown docs/results.md
 quotes (`experiments/report.py`), `run_summary` prints the columns that carry a short
 name as the lines a launcher shows after a run. A metric added to results.json is
 rendered by adding one `Column` here.
 
 `benchmark_tables` renders the JSON of `experiments/benchmark.py` (with the JSON lines of
-`experiments/torch_baseline.py`) as the README's Speed section.
+`experiments/torch_baseline.py`) as docs/speed.md.
 """
 
 import dataclasses
@@ -140,7 +140,7 @@ _ENGINE_MODES = (
 
 
 def benchmark_tables(b: dict, torch_records: list[dict]) -> str:
-    """The benchmark document as Markdown (every number the README's Speed section cites).
+    """The benchmark document as Markdown (every number docs/speed.md cites).
 
     GFLOP/s count the model's arithmetic (the document's ``flops_per_sample``: XLA's count
     of the im2col step, whose matmuls are the model's MACs) for every row, since XLA's

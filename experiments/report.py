@@ -1,4 +1,4 @@
-"""Markdown tables of a finished run or benchmark, as the README quotes them.
+"""Markdown tables of a finished run or benchmark, as the docs quote them.
 
     python experiments/report.py --workdir=runs/demo
     python experiments/report.py --benchmark=runs/benchmark.json \
@@ -11,7 +11,7 @@ precision, balanced accuracy, AUC and TPR at 1% / 0.1% FPR.
 
 For a benchmark (the JSON of `experiments/benchmark.py`, optionally with the JSON lines of
 `experiments/torch_baseline.py`): samples per second, compile seconds and fraction of the
-sgemm peak per mode and client count, the ratios the README discusses, the layer profile,
+sgemm peak per mode and client count, the ratios docs/speed.md discusses, the layer profile,
 generator and attack-classifier speed.
 
 For a sweep's folder (`--sweep`): rewrites its summary.md, and adds the ``_ci95`` columns

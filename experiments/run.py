@@ -9,7 +9,7 @@ one stops, naming the first (pid, host, start). Mistakes are one line on stderr 
 shows the traceback): exit status 2 for the command (flags, config, data, workdir), 1 when
 the workdir stops taking writes, 130 after Ctrl-C (``interrupted at round N; rerun the same
 command to resume from round M``). ``--help`` lists the config sections; every field is in
-configs/default.py. See README.md for every output file.
+configs/default.py. Every output file: docs/usage.md, Outputs.
 """
 
 import os

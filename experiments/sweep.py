@@ -6,7 +6,7 @@
         --config.sweep.batched=True
 
 Finished runs are kept and an interrupted one resumes: launching the same command again
-continues where it stopped. Writes summary.csv, summary.md and the figures (see README).
+continues where it stopped. Writes summary.csv, summary.md and the figures (docs/usage.md, Outputs).
 """
 
 import os

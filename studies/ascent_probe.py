@@ -15,7 +15,7 @@ victim's records and of the held-out ones after each of the two rounds.
 The targets are the candidates of the victim's classes (its records and the held-out
 ones, the adversary cannot tell them apart). `--groups=G` splits them into G random groups
 and plays rounds a, a+1 once per group from the same state, each ascent on its group
-only: a step on fewer targets is more specific to them (the README's "targets per group"
+only: a step on fewer targets is more specific to them (docs/results.md's "Targets per group"
 rows). The accuracy printed is then the mean over the groups' rounds.
 """
 

@@ -13,7 +13,7 @@ bytecode caches and the git tree are untouched (the XLA compilation cache under
 
 It prints a table (mutation, the tests that failed or SURVIVED, seconds) and exits
 non-zero if any mutation survives, a snippet is missing, or a child run errors. Not
-collected by pytest (no ``test_`` prefix). The README's tests section lists the results.
+collected by pytest (no ``test_`` prefix). docs/design.md, Mutation check, lists the results.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from tests import synthetic
 from tests.conftest import tiny_config
 
 TRAIN_PER_CLASS, TEST_PER_CLASS = 30, 20
-SEED = int(os.environ.get("FEDGAN_TEST_SEED", "0"))  # README: the margins under other seeds
+SEED = int(os.environ.get("FEDGAN_TEST_SEED", "0"))  # docs/design.md: the margins under other seeds
 ROUNDS = 16  # seeds 0-4 reach 1.0 and a working D_gen (10 rounds: seed 1 stalls at 0.9)
 TRIGGER = 0.9  # main-task accuracy that starts the generator
 

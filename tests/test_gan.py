@@ -58,9 +58,9 @@ def _trainer(clf, mode, **kw):
 # the trainer's own metrics, on a fixed probe batch, before and after training. The
 # problems are built so that the term must move it far: flipping the term's sign moves it
 # the other way, which the stated margins reject. The values observed on an AMD EPYC
-# (AVX2) with FEDGAN_TEST_SEED=0, 1, 2 are in each test; the README says what else ran.
+# (AVX2) with FEDGAN_TEST_SEED=0, 1, 2 are in each test; docs/design.md says what else ran.
 
-SEED = int(os.environ.get("FEDGAN_TEST_SEED", "0"))  # README: the margins under other seeds
+SEED = int(os.environ.get("FEDGAN_TEST_SEED", "0"))  # docs/design.md: the margins under other seeds
 OFF = {term: 0.0 for term in gan.LOSS_TERMS}
 PROBE_PER_CLASS = 4
 STEPS = 60  # generator steps per test, one jitted scan

@@ -7,7 +7,7 @@ classes as non-members) the calibrated attacks and the loss drop must separate t
 Not asserted, because the engine measures the opposite: that the gradient-ascent score
 loses its edge when the same adversary uploads honestly. Here the honest round's passive
 loss drop separates better (AUC 0.77) than the drop after an ascent upload (0.64); see
-README, "Membership inference a participant can do".
+docs/results.md, "Membership inference a participant can do".
 """
 
 import os
@@ -151,7 +151,7 @@ def test_gradient_ascent_upload_costs_its_round_only(memorised):
     # The same federation up to the ascent round, then the malicious round costs accuracy.
     # Not asserted: that the ascent adds to the separation. Here, with every client
     # memorising, the passive loss drop of an honest round separates (the test above) and
-    # the ascent upload does not improve on it (see README, "Membership inference").
+    # the ascent upload does not improve on it (see docs/results.md, "Membership inference").
     assert ascent["main_task_accuracy"][:2] == honest["main_task_accuracy"][:2]
     assert ascent["upload"]["rounds"] == [3] == honest["upload"]["rounds"]
     assert ascent["upload"]["accuracy_at"][0] < honest["upload"]["accuracy_at"][0] - 0.05

@@ -376,7 +376,7 @@ def test_non_finite_training_stops_with_the_round(tmp_path):
 
 
 def markdown_table() -> str:
-    """The README's bad-input table: every case above, with the message it really gets.
+    """The bad-input table of docs/usage.md: every case above, with the message it really gets.
 
     python -c "from tests.test_robustness import markdown_table; print(markdown_table())"
     """

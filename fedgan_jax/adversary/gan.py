@@ -22,7 +22,7 @@ params and the adversary's own view (`adversary.AdversaryView`):
   to look like real data (strokes, backgrounds) while f decides the class. With
   ``gan.realism_classes=own`` the term (and the discriminator's fake side) reads only the
   adversary's own classes: on the others "fake" is the class itself, and the term drags
-  the victim's digits towards the adversary's (README, Generator modes).
+  the victim's digits towards the adversary's (docs/results.md, Generator modes).
 
 Any mode may add the mode-seeking diversity term (Mao et al., CVPR 2019) with
 ``loss.diversity`` > 0. A mode is a *preset* of loss weights (`MODE_DEFAULTS`); each
