@@ -26,10 +26,9 @@ def _by_hand(event, delta):
 
 def test_user_level_everyone_trains_is_composed_gaussians():
     """z = 1, all 5 of 5 every round, 20 rounds: 20 Gaussians of z/2 (sensitivity 2C)."""
-    config = tiny_config()
-    config.fl.clip_norm, config.fl.noise_multiplier, config.fl.weighting = 1.0, 1.0, "uniform"
-    config.fl.rounds = 20
-    got = privacy.report(config, clients_per_round=5, victim_records=80)
+    got = privacy.report(
+        delta=1e-5, rounds=20, num_participants=5, clients_per_round=5, noise_multiplier=1.0
+    )
     gaussian = dp_accounting.GaussianDpEvent(0.5)
     expected = _by_hand(dp_accounting.SelfComposedDpEvent(gaussian, 20), 1e-5)
     assert got["epsilon"] == pytest.approx(expected, rel=1e-9)
@@ -43,10 +42,9 @@ def test_user_level_everyone_trains_is_composed_gaussians():
 
 def test_user_level_fixed_size_sampling_takes_the_tighter_valid_bound():
     """z = 3, 10 of 100 participants a round, 200 rounds, delta 1e-6."""
-    config = tiny_config()
-    config.fl.clip_norm, config.fl.noise_multiplier, config.fl.weighting = 1.0, 3.0, "uniform"
-    config.fl.num_participants, config.fl.rounds, config.fl.dp_delta = 100, 200, 1e-6
-    got = privacy.report(config, clients_per_round=10, victim_records=80)
+    got = privacy.report(
+        delta=1e-6, rounds=200, num_participants=100, clients_per_round=10, noise_multiplier=3.0
+    )
     gaussian = dp_accounting.GaussianDpEvent(1.5)
     wor = dp_accounting.SampledWithoutReplacementDpEvent(100, 10, gaussian)
     sampled = _by_hand(dp_accounting.SelfComposedDpEvent(wor, 200), 1e-6)
@@ -57,10 +55,16 @@ def test_user_level_fixed_size_sampling_takes_the_tighter_valid_bound():
 
 
 def test_record_level_dpsgd_is_accounted_per_epoch_and_per_sampled_batch():
-    config = tiny_config()
-    config.fl.dpsgd_clip, config.fl.dpsgd_noise_multiplier = 1.0, 2.0
-    config.fl.rounds, config.fl.local_epochs, config.fl.batch_size = 3, 2, 32
-    got = privacy.report(config, clients_per_round=5, victim_records=80)
+    got = privacy.report(
+        delta=1e-5,
+        rounds=3,
+        num_participants=5,
+        clients_per_round=5,
+        dpsgd_noise_multiplier=2.0,
+        local_epochs=2,
+        batch_size=32,
+        victim_records=80,
+    )
     gaussian = dp_accounting.GaussianDpEvent(1.0)
     per_epoch = _by_hand(dp_accounting.SelfComposedDpEvent(gaussian, 6), 1e-5)
     wor = dp_accounting.SampledWithoutReplacementDpEvent(80, 32, gaussian)
@@ -73,7 +77,7 @@ def test_record_level_dpsgd_is_accounted_per_epoch_and_per_sampled_batch():
 
 
 def test_no_noise_no_epsilon():
-    got = privacy.report(tiny_config(), clients_per_round=5, victim_records=80)
+    got = privacy.report(delta=1e-5, rounds=3, num_participants=5, clients_per_round=5)
     assert got["epsilon"] is None and got["user_level"] is None and got["record_level"] is None
 
 

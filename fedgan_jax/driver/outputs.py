@@ -186,9 +186,7 @@ def _result(config, setup, r, history, gan_start, gan_missing, accuracy, attacks
         "victim_labels": np.flatnonzero(declared[fl.victim]).tolist(),
         "client_records": setup.clients.counts[r].tolist(),
         "partition": partition_report(config, setup, r),
-        "privacy": privacy.report(
-            config, clients_per_round(config), int(setup.clients.counts[r][fl.victim])
-        ),
+        "privacy": privacy_report(config, int(setup.clients.counts[r][fl.victim])),
         "main_task_accuracy": history["accuracy"].tolist(),
         "final_main_task_accuracy": float(history["accuracy"][-1]),
         "gan_objective": gan.objective_name(config.gan.mode, dict(config.gan.loss)),
@@ -355,3 +353,19 @@ def per_class_grid(x: np.ndarray, y: np.ndarray, num_classes: int, n: int) -> np
         idx = np.flatnonzero(y == c)[:n]
         grid[c, : len(idx)] = x[idx]
     return grid
+
+
+def privacy_report(config: Config, victim_records: int) -> dict[str, Any]:
+    """`privacy.report` of ``config.fl``'s mechanisms."""
+    fl = config.fl
+    return privacy.report(
+        delta=fl.dp_delta,
+        rounds=fl.rounds,
+        num_participants=fl.num_participants,
+        clients_per_round=clients_per_round(config),
+        noise_multiplier=fl.noise_multiplier,
+        dpsgd_noise_multiplier=fl.dpsgd_noise_multiplier,
+        local_epochs=fl.local_epochs,
+        batch_size=fl.batch_size,
+        victim_records=victim_records,
+    )

@@ -67,23 +67,33 @@ def sampled_epsilon(noise_multiplier: float, sample: int, population: int, count
     return min(plain, epsilon(dp_accounting.SelfComposedDpEvent(wor, count), delta))
 
 
-def report(config, clients_per_round: int, victim_records: int) -> dict[str, Any]:
-    """``results.json["privacy"]``: (epsilon, delta) of each mechanism the run used, and the
-    headline ``epsilon`` (user-level when DP-FedAvg adds noise, else record-level; None
-    when neither adds noise: no finite guarantee)."""
-    fl = config.fl
-    delta = fl.dp_delta
+def report(
+    *,
+    delta: float,
+    rounds: int,
+    num_participants: int,
+    clients_per_round: int,
+    noise_multiplier: float = 0.0,
+    dpsgd_noise_multiplier: float = 0.0,
+    local_epochs: int = 1,
+    batch_size: int = 64,
+    victim_records: int = 0,
+) -> dict[str, Any]:
+    """``results.json["privacy"]``: (epsilon, delta) of each mechanism a run used, and the
+    headline ``epsilon`` (user-level when DP-FedAvg adds noise (`noise_multiplier`), else
+    record-level (DP-SGD's `dpsgd_noise_multiplier` over the victim's records); None when
+    neither adds noise: no finite guarantee)."""
     user = record = None
-    if fl.noise_multiplier > 0:
-        z, n = fl.noise_multiplier, fl.num_participants
+    if noise_multiplier > 0:
+        z, n = noise_multiplier, num_participants
         user = {
-            "epsilon": sampled_epsilon(z, clients_per_round, n, fl.rounds, delta),
+            "epsilon": sampled_epsilon(z, clients_per_round, n, rounds, delta),
             "clients_per_round": clients_per_round,
             "num_participants": n,
-            "rounds": fl.rounds,
+            "rounds": rounds,
         }
-    if fl.dpsgd_noise_multiplier > 0:
-        sigma, epochs, b = fl.dpsgd_noise_multiplier, fl.local_epochs * fl.rounds, fl.batch_size
+    if dpsgd_noise_multiplier > 0:
+        sigma, epochs, b = dpsgd_noise_multiplier, local_epochs * rounds, batch_size
         steps = epochs * math.ceil(victim_records / b)
         record = {
             "epsilon": sampled_epsilon(sigma, 1, 1, epochs, delta),
