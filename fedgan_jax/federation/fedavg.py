@@ -41,6 +41,7 @@ from fedgan_jax.nn import training
 
 CLIENT_AXIS = "clients"
 WEIGHTINGS = ("examples", "uniform")
+SERVER_VIEWS = ("none", "uploads", "secure_aggregation")
 
 
 def make_client_update(
@@ -173,6 +174,7 @@ def make_round(
     noise_multiplier: float = 0.0,
     adversary: int | None = None,
     adversary_update: Callable | None = None,
+    server_view: str = "none",
 ) -> Callable:
     """Returns ``round_fn(global_params, clients, key, learning_rate, adversary_inputs=None)
     -> (params, metrics)``.
@@ -192,6 +194,13 @@ def make_round(
     update to that global L2 norm (metrics gain ``update_norm``, before clipping);
     ``noise_multiplier`` z > 0 adds N(0, (z * clip_norm / sum_k w_k)^2) to each coordinate
     of the mean update (with uniform weights, the user-level Gaussian mechanism).
+
+    What the server sees (``server_view``; a colluding participant sees the same):
+    ``none`` adds nothing to the metrics (the program is the one without the option);
+    ``uploads`` adds ``uploads``, every selected client's update ``u_k = W_k - M_t`` after
+    any clipping, stacked ``[m, ...]`` like the params; ``secure_aggregation`` adds only
+    ``upload_sum`` = ``sum_k w_k u_k`` and ``weight_sum`` = ``sum_k w_k`` (what a secure
+    aggregation protocol reveals; before any DP-FedAvg noise, which the server adds).
     Not jitted here: jit it, or vmap it over runs first.
     """
     m = num_clients if clients_per_round is None else clients_per_round
@@ -201,10 +210,12 @@ def make_round(
         raise ConfigError(f"noise_multiplier={noise_multiplier}: {problem}")
     if adversary_update is not None and adversary is None:
         raise ConfigError("adversary_update needs the adversary's index (adversary=...)")
+    checks.choice("server_view", server_view, SERVER_VIEWS, ConfigError)
     shards = 1 if mesh is None else mesh.shape[CLIENT_AXIS]
     slots = -(-m // shards) * shards  # selected clients, padded to the mesh
     upload = _uploads(client_update, adversary, adversary_update)
-    local = _local_sum(upload, client_chunk, weighting, clip_norm, mesh)
+    keep = server_view == "uploads"
+    local = _local_sum(upload, client_chunk, weighting, clip_norm, mesh, keep_uploads=keep)
 
     def round_fn(global_params, clients: ClientData, key, learning_rate, adversary_inputs=None):
         check_clients(clients, num_clients)
@@ -214,10 +225,13 @@ def make_round(
         update_sum, weight_sum, metrics = local(
             global_params, x, y, counts, keys, idx, learning_rate, adversary_inputs
         )
+        sums = {"upload_sum": update_sum, "weight_sum": weight_sum}  # secure aggregation's
         if noise_multiplier > 0:  # DP-FedAvg: Gaussian noise of std z*C on the clipped sum
             update_sum = _add_noise(update_sum, noise_key, noise_multiplier * clip_norm)
         new_global = apply_mean_update(global_params, update_sum, weight_sum)
-        metrics = {k: v[:m] for k, v in metrics.items()}
+        metrics = {k: jax.tree.map(lambda v: v[:m], v) for k, v in metrics.items()}
+        if server_view == "secure_aggregation":  # the sum the protocol reveals, no more
+            metrics.update(sums)
         return new_global, {"client": idx[:m], **metrics}
 
     return round_fn
@@ -270,9 +284,11 @@ def _uploads(client_update, adversary, adversary_update) -> Callable:
     return upload
 
 
-def _local_sum(upload, client_chunk, weighting, clip_norm, mesh) -> Callable:
+def _local_sum(upload, client_chunk, weighting, clip_norm, mesh, keep_uploads=False) -> Callable:
     """Trains the given clients; returns their weighted update sum, weight sum, metrics
-    (with a mesh: each device its clients, then explicit psums)."""
+    (with a mesh: each device its clients, then explicit psums). ``keep_uploads``: each
+    client's (clipped) update rides in its metrics as ``uploads``, so every client mapping
+    of `train_and_sum` (vmap, scan, chunks, shards) stacks it like the other metrics."""
 
     def local(global_params, x, y, counts, keys, idx, learning_rate, adversary_inputs):
         def client_delta(cx, cy, count, key, who):
@@ -282,6 +298,8 @@ def _local_sum(upload, client_chunk, weighting, clip_norm, mesh) -> Callable:
             delta = jax.tree.map(jnp.subtract, new_params, global_params)
             if clip_norm > 0:
                 delta, metrics["update_norm"] = clip_update(delta, clip_norm)
+            if keep_uploads:
+                metrics["uploads"] = delta
             return delta, metrics
 
         w = client_weights(counts, weighting)
