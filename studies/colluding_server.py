@@ -112,7 +112,7 @@ def run_seed(seed, rounds, attack_rounds, per_group):
             for attack_name, (s, per_client) in attack(apply_fn, v, x, y).items():
                 key = (attack_name, name)
                 totals[key] = totals.get(key, 0.0) + np.asarray(s)
-                flags_[key] = per_client
+                flags_[key] = bool(per_client)
     calibrated = np.asarray(fj.loss_calibrated(apply_fn, server.params, x, y))
     logits = apply_fn(server.params, x)
     victim_labels = jnp.asarray(part.declared[VICTIM])
@@ -169,6 +169,7 @@ def table(all_rows):
 
 def main(argv):
     del argv
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
     all_rows = []
     for seed in map(int, _SEEDS.value):
         t0 = time.time()
@@ -177,7 +178,6 @@ def main(argv):
         print(f"seed {seed}: {time.time() - t0:.0f}s, main-task accuracy {acc:.3f}", flush=True)
     print(table(all_rows))
     if _JSON.value:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
         os.makedirs(os.path.dirname(_JSON.value) or ".", exist_ok=True)
         with open(_JSON.value, "w") as f:
             json.dump({"commit": commit.stdout.strip(), "argv": sys.argv, "rows": all_rows}, f)
