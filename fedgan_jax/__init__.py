@@ -26,6 +26,16 @@ floor or below.
 """
 
 from fedgan_jax.adversary.attack import decide, make_classifier_trainer, victim_mass
+from fedgan_jax.adversary.colluding import (
+    Inference,
+    ServerView,
+    fedmia_scores,
+    per_client_uploads,
+    pool_records,
+    server_view,
+    source_posterior,
+    threshold_at_fpr,
+)
 from fedgan_jax.adversary.gan import DGen, GanState, GanTrainer, make_gan_trainer
 from fedgan_jax.adversary.scores import (
     ascent_response,
@@ -80,12 +90,14 @@ __all__ = [
     "Federation",
     "GanState",
     "GanTrainer",
+    "Inference",
     "ModelError",
     "NonFiniteError",
     "Partition",
     "Roles",
     "Scheme",
     "ServerState",
+    "ServerView",
     "Upload",
     "WorkdirError",
     "ascent_inputs",
@@ -96,6 +108,7 @@ __all__ = [
     "decide",
     "fake_class",
     "federated_averaging",
+    "fedmia_scores",
     "generator",
     "gradient_ascent",
     "init_params",
@@ -108,8 +121,13 @@ __all__ = [
     "make_round",
     "membership_metrics",
     "partition",
+    "per_client_uploads",
+    "pool_records",
     "register_dataset",
     "run_sweep",
+    "server_view",
+    "source_posterior",
+    "threshold_at_fpr",
     "train_and_evaluate",
     "trajectory",
     "victim_mass",

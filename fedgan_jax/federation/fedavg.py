@@ -16,6 +16,15 @@ chunk of all clients is a plain vmap (best on accelerators); a chunk of 1 runs c
 after another inside the compiled round, which on a 2-core CPU is fastest and truly skips
 padded steps (see `experiments/benchmark.py`).
 
+The server's view (``make_round(server_view=...)``; a participant colluding with the
+server sees the same, `fedgan_jax.adversary.colluding` attacks it): ``none`` (the default)
+adds nothing to the round's metrics, and the program is the one without the option;
+``uploads`` adds ``uploads``, every selected client's update ``u_k = W_k - M_t`` after any
+clipping, stacked ``[m, ...]`` like the params (each client's update rides in its metrics,
+so vmap, scan, chunks and shards stack it alike); ``secure_aggregation`` adds only
+``upload_sum`` = ``sum_k w_k u_k`` and ``weight_sum`` = ``sum_k w_k``, what a secure
+aggregation protocol reveals (before any DP-FedAvg noise, which the server adds).
+
 With a `jax.sharding.Mesh`, the client axis is split over devices with `jax.shard_map`:
 each device trains its clients and sums their weighted updates, and one ``psum`` (an
 all-reduce) makes the FedAvg mean.
@@ -41,6 +50,7 @@ from fedgan_jax.nn import training
 
 CLIENT_AXIS = "clients"
 WEIGHTINGS = ("examples", "uniform")
+SERVER_VIEWS = ("none", "uploads", "secure_aggregation")
 
 
 def make_client_update(
@@ -173,6 +183,7 @@ def make_round(
     noise_multiplier: float = 0.0,
     adversary: int | None = None,
     adversary_update: Callable | None = None,
+    server_view: str = "none",
 ) -> Callable:
     """Returns ``round_fn(global_params, clients, key, learning_rate, adversary_inputs=None)
     -> (params, metrics)``.
@@ -192,19 +203,16 @@ def make_round(
     update to that global L2 norm (metrics gain ``update_norm``, before clipping);
     ``noise_multiplier`` z > 0 adds N(0, (z * clip_norm / sum_k w_k)^2) to each coordinate
     of the mean update (with uniform weights, the user-level Gaussian mechanism).
-    Not jitted here: jit it, or vmap it over runs first.
+
+    ``server_view``: the module doc. Not jitted here: jit it, or vmap it over runs first.
     """
     m = num_clients if clients_per_round is None else clients_per_round
-    if not 1 <= m <= num_clients:
-        raise ConfigError(f"clients_per_round={m}: must lie in [1, {num_clients}]")
-    if problem := dp_problem(clip_norm, noise_multiplier):
-        raise ConfigError(f"noise_multiplier={noise_multiplier}: {problem}")
-    if adversary_update is not None and adversary is None:
-        raise ConfigError("adversary_update needs the adversary's index (adversary=...)")
+    _check_round(m, num_clients, clip_norm, noise_multiplier, adversary, adversary_update)
+    checks.choice("server_view", server_view, SERVER_VIEWS, ConfigError)
     shards = 1 if mesh is None else mesh.shape[CLIENT_AXIS]
     slots = -(-m // shards) * shards  # selected clients, padded to the mesh
     upload = _uploads(client_update, adversary, adversary_update)
-    local = _local_sum(upload, client_chunk, weighting, clip_norm, mesh)
+    local = _local_sum(upload, client_chunk, weighting, clip_norm, mesh, server_view == "uploads")
 
     def round_fn(global_params, clients: ClientData, key, learning_rate, adversary_inputs=None):
         check_clients(clients, num_clients)
@@ -214,13 +222,30 @@ def make_round(
         update_sum, weight_sum, metrics = local(
             global_params, x, y, counts, keys, idx, learning_rate, adversary_inputs
         )
+        handed = _sums_handed_out(server_view, update_sum, weight_sum)  # before any noise
         if noise_multiplier > 0:  # DP-FedAvg: Gaussian noise of std z*C on the clipped sum
             update_sum = _add_noise(update_sum, noise_key, noise_multiplier * clip_norm)
         new_global = apply_mean_update(global_params, update_sum, weight_sum)
-        metrics = {k: v[:m] for k, v in metrics.items()}
-        return new_global, {"client": idx[:m], **metrics}
+        metrics = {k: jax.tree.map(lambda v: v[:m], v) for k, v in metrics.items()}
+        return new_global, {"client": idx[:m], **metrics, **handed}
 
     return round_fn
+
+
+def _sums_handed_out(server_view, update_sum, weight_sum) -> dict:
+    """Under secure aggregation the sums the protocol reveals, no more; otherwise none."""
+    if server_view == "secure_aggregation":
+        return {"upload_sum": update_sum, "weight_sum": weight_sum}
+    return {}
+
+
+def _check_round(m, num_clients, clip_norm, noise_multiplier, adversary, adversary_update):
+    if not 1 <= m <= num_clients:
+        raise ConfigError(f"clients_per_round={m}: must lie in [1, {num_clients}]")
+    if problem := dp_problem(clip_norm, noise_multiplier):
+        raise ConfigError(f"noise_multiplier={noise_multiplier}: {problem}")
+    if adversary_update is not None and adversary is None:
+        raise ConfigError("adversary_update needs the adversary's index (adversary=...)")
 
 
 def check_clients(clients: ClientData, num_clients: int) -> None:
@@ -270,9 +295,11 @@ def _uploads(client_update, adversary, adversary_update) -> Callable:
     return upload
 
 
-def _local_sum(upload, client_chunk, weighting, clip_norm, mesh) -> Callable:
+def _local_sum(upload, client_chunk, weighting, clip_norm, mesh, keep_uploads=False) -> Callable:
     """Trains the given clients; returns their weighted update sum, weight sum, metrics
-    (with a mesh: each device its clients, then explicit psums)."""
+    (with a mesh: each device its clients, then explicit psums). ``keep_uploads``: each
+    client's (clipped) update rides in its metrics as ``uploads``, so every client mapping
+    of `train_and_sum` (vmap, scan, chunks, shards) stacks it like the other metrics."""
 
     def local(global_params, x, y, counts, keys, idx, learning_rate, adversary_inputs):
         def client_delta(cx, cy, count, key, who):
@@ -282,6 +309,8 @@ def _local_sum(upload, client_chunk, weighting, clip_norm, mesh) -> Callable:
             delta = jax.tree.map(jnp.subtract, new_params, global_params)
             if clip_norm > 0:
                 delta, metrics["update_norm"] = clip_update(delta, clip_norm)
+            if keep_uploads:
+                metrics["uploads"] = delta
             return delta, metrics
 
         w = client_weights(counts, weighting)

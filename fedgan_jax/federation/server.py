@@ -92,6 +92,7 @@ def federated_averaging(
     upload: Upload | None = None,
     client_chunk: int = 0,
     mesh: Mesh | None = None,
+    server_view: str = "none",
 ) -> Federation:
     """Builds the federation of `num_clients` participants training `apply_fn`'s params.
 
@@ -104,6 +105,10 @@ def federated_averaging(
     ``dp_noise_multiplier`` record-level DP-SGD inside every honest client; epsilon from
     `fedgan_jax.federation.privacy`. ``client_chunk``/``mesh``: how clients are mapped
     (`fedavg.train_and_sum`; a mesh shards the client axis over devices).
+    ``server_view``: what the round's metrics hand out of what the server sees, ``none``
+    (the default: nothing more, the same program), ``uploads`` (every selected client's
+    update, stacked) or ``secure_aggregation`` (their weighted sum only); see
+    `fedavg.make_round` and `fedgan_jax.adversary.colluding`, the attacks that read it.
     """
     if upload is not None and adversary is None:
         raise ConfigError(
@@ -127,6 +132,7 @@ def federated_averaging(
         mesh=mesh,
         clip_norm=clip_norm,
         noise_multiplier=noise_multiplier,
+        server_view=server_view,
     )
     honest_round = fedavg.make_round(client_update, **shared)
     malicious_round = None
