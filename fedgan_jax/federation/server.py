@@ -18,11 +18,22 @@ the paper's and the literature's; any function of that signature works); a call 
 runs the honest round, where the adversary trains like everyone. Whether a round is
 malicious is known when it is traced (``adversary_inputs`` is None or not), so each kind
 compiles once.
+
+Arguments of `federated_averaging` beyond the obvious: ``learning_rate`` may be an optax
+schedule of ``round - 1``, and ``round(..., learning_rate=lr)`` overrides it for one
+call; ``clients_per_round`` samples that many clients a round (seeded by the key);
+DP-FedAvg (McMahan et al. 2018) needs ``weighting='uniform'`` for its accounting;
+``client_chunk`` / ``mesh`` choose how clients are mapped (`fedavg.train_and_sum`; a mesh
+shards the client axis over devices). ``server_view`` says what the round's metrics hand
+out of what the server sees: nothing more (``none``, the same program), every selected
+client's update stacked (``uploads``) or only their weighted sum
+(``secure_aggregation``); `fedgan_jax.adversary.colluding` holds the attacks that read it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple, Protocol
 
 import jax
@@ -94,26 +105,15 @@ def federated_averaging(
     mesh: Mesh | None = None,
     server_view: str = "none",
 ) -> Federation:
-    """Builds the federation of `num_clients` participants training `apply_fn`'s params.
+    """The federation of `num_clients` participants training `apply_fn`'s params.
 
-    ``learning_rate``: the clients' SGD rate, a float or a function of the 1-based round
-    (an optax schedule of ``round - 1`` works); ``round(..., learning_rate=lr)`` overrides
-    it for one call. ``weighting``: ``examples`` (McMahan's FedAvg) or ``uniform`` (the
-    paper's 1/N mean). ``clients_per_round``: a seeded sample of that many clients per
-    round. Defenses: ``clip_norm``/``noise_multiplier`` is user-level DP-FedAvg (McMahan et
-    al. 2018; needs ``weighting='uniform'`` for its accounting), ``dp_clip``/
-    ``dp_noise_multiplier`` record-level DP-SGD inside every honest client; epsilon from
-    `fedgan_jax.federation.privacy`. ``client_chunk``/``mesh``: how clients are mapped
-    (`fedavg.train_and_sum`; a mesh shards the client axis over devices).
-    ``server_view``: what the round's metrics hand out of what the server sees, ``none``
-    (the default: nothing more, the same program), ``uploads`` (every selected client's
-    update, stacked) or ``secure_aggregation`` (their weighted sum only); see
-    `fedavg.make_round` and `fedgan_jax.adversary.colluding`, the attacks that read it.
-    """
+    ``learning_rate``: a float or a function of the 1-based round; ``weighting``:
+    ``examples`` (McMahan) or ``uniform`` (the paper's 1/N). Defenses: ``clip_norm`` /
+    ``noise_multiplier`` is user-level DP-FedAvg, ``dp_clip`` / ``dp_noise_multiplier``
+    record-level DP-SGD in every honest client (epsilon: `federation.privacy`).
+    ``server_view``: ``none``, ``uploads`` or ``secure_aggregation`` (module doc)."""
     if upload is not None and adversary is None:
-        raise ConfigError(
-            "federated_averaging(upload=...) needs the adversary's index (adversary=...)"
-        )
+        raise ConfigError("upload=... needs the adversary's index (adversary=...)")
     if adversary is not None and not 0 <= adversary < num_clients:
         raise ConfigError(f"adversary={adversary}: must lie in [0, {num_clients - 1}]")
     client_update = fedavg.make_client_update(
@@ -134,37 +134,39 @@ def federated_averaging(
         noise_multiplier=noise_multiplier,
         server_view=server_view,
     )
-    honest_round = fedavg.make_round(client_update, **shared)
-    malicious_round = None
+    honest = fedavg.make_round(client_update, **shared)
+    malicious = None
     if upload is not None:
-        malicious_round = fedavg.make_round(
+        malicious = fedavg.make_round(
             client_update, adversary=adversary, adversary_update=upload, **shared
         )
-
-    def init(params: Params) -> ServerState:
-        return ServerState(params=params, round=jnp.zeros((), jnp.int32))
-
-    def round_fn(
-        state: ServerState,
-        clients: ClientData,
-        key: PRNGKey,
-        *,
-        learning_rate: Any = None,
-        adversary_inputs: Any = None,
-    ) -> tuple[ServerState, dict[str, jax.Array]]:
-        t = state.round + 1
-        lr = _rate(learning_rate if learning_rate is not None else base_rate, t)
-        if adversary_inputs is None:
-            params, metrics = honest_round(state.params, clients, key, lr)
-        elif malicious_round is None:
-            raise ConfigError("adversary_inputs given, but the federation has no upload=...")
-        else:
-            params, metrics = malicious_round(state.params, clients, key, lr, adversary_inputs)
-        return ServerState(params=params, round=jnp.asarray(t, jnp.int32)), metrics
-
-    base_rate = learning_rate
-    return Federation(init=init, round=round_fn)
+    return Federation(init=_init, round=partial(_round, honest, malicious, learning_rate))
 
 
-def _rate(rate, t):
-    return rate(t) if callable(rate) else rate
+def _init(params: Params) -> ServerState:
+    return ServerState(params=params, round=jnp.zeros((), jnp.int32))
+
+
+def _round(
+    honest: Callable,
+    malicious: Callable | None,
+    base_rate: Any,
+    state: ServerState,
+    clients: ClientData,
+    key: PRNGKey,
+    *,
+    learning_rate: Any = None,
+    adversary_inputs: Any = None,
+) -> tuple[ServerState, dict[str, jax.Array]]:
+    """`Federation.round`: round t = state.round + 1 at its learning rate, honest without
+    `adversary_inputs` (known when traced), else with the adversary's upload."""
+    t = state.round + 1
+    rate = base_rate if learning_rate is None else learning_rate
+    lr = rate(t) if callable(rate) else rate
+    if adversary_inputs is None:
+        params, metrics = honest(state.params, clients, key, lr)
+    elif malicious is None:
+        raise ConfigError("adversary_inputs given, but the federation has no upload=...")
+    else:
+        params, metrics = malicious(state.params, clients, key, lr, adversary_inputs)
+    return ServerState(params=params, round=jnp.asarray(t, jnp.int32)), metrics
