@@ -34,14 +34,21 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import demo_membership  # noqa: E402
-from fedgan_jax import attack, data, federated, membership, metrics, models, partition  # noqa: E402
-from fedgan_jax import uploads  # noqa: E402
+from fedgan_jax import (  # noqa: E402
+    attack,
+    data,
+    federated,
+    membership,
+    metrics,
+    models,
+    partition,
+    uploads,
+)
 from fedgan_jax.state import derive_keys, round_key  # noqa: E402
 
 NUM_PARTICIPANTS, ADVERSARY, VICTIM, VICTIM_LABELS = 5, 0, 1, 2
@@ -407,7 +414,10 @@ class Study:
             elif v.direction == "random":
                 leaves, tree = jax.tree.flatten(g)
                 keys = jax.random.split(jax.random.key(10_000 + fed.seed), len(leaves))
-                noise = [jax.random.normal(k_, a.shape, a.dtype) for k_, a in zip(keys, leaves)]
+                noise = [
+                    jax.random.normal(k_, a.shape, a.dtype)
+                    for k_, a in zip(keys, leaves, strict=True)
+                ]
                 r = jax.tree.unflatten(tree, noise)
                 g = jax.tree.map(lambda a: a * (gnorm / _norm(r)), r)
             gamma = v.gamma * self.step_norm(v) / gnorm / fed.w_adv
