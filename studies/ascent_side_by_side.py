@@ -27,9 +27,12 @@ first row must repeat the prototype's printed numbers.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -120,6 +123,53 @@ def prototype_scores(ds: data.Dataset, seed: int, rounds: int) -> tuple[np.ndarr
 # --- one federation per seed ----------------------------------------------------------
 
 
+def _prototype_losses(apply_fn, p, x, y):
+    """The prototype's per-record loss (its ``losses``), on records passed in."""
+    lg = apply_fn(p, x)
+    return -jnp.take_along_axis(jax.nn.log_softmax(lg), y[:, None], 1)[:, 0]
+
+
+class Programs(NamedTuple):
+    """The compiled functions, the same for every seed (built once: `programs`)."""
+
+    apply_fn: Callable  # (params, x) -> logits, not jitted (for `make_round`)
+    apply: Callable  # jitted apply_fn
+    honest_round: Callable  # make_round(num_clients=5), every client honest
+    upload_round: Callable  # make_round with the engine's gradient_ascent upload
+    losses: Callable  # (params, x, y) -> the prototype's per-record losses
+    grad_sum: Callable  # (params, x, y) -> gradient of their sum
+
+
+@functools.cache
+def programs() -> Programs:
+    model = models.classifier("mnist")
+
+    def apply_fn(p, x):
+        return model.apply({"params": p}, x)
+
+    update = federated.make_client_update(apply_fn, local_epochs=1, batch_size=64)
+    config = demo_membership.get_config()
+    config.adversary.upload = "gradient_ascent"
+    malicious = uploads.make_adversary_update(config, apply_fn)
+    losses = functools.partial(_prototype_losses, apply_fn)
+    return Programs(
+        apply_fn=apply_fn,
+        apply=jax.jit(apply_fn),
+        honest_round=jax.jit(federated.make_round(update, num_clients=NUM_PARTICIPANTS)),
+        upload_round=jax.jit(
+            federated.make_round(
+                update,
+                num_clients=NUM_PARTICIPANTS,
+                client_chunk=1,  # clients in sequence: the adversary's branch runs alone
+                adversary=ADVERSARY,
+                adversary_update=malicious,
+            )
+        ),
+        losses=jax.jit(losses),
+        grad_sum=jax.jit(jax.grad(lambda p, x, y: losses(p, x, y).sum())),
+    )
+
+
 @dataclasses.dataclass
 class Federation:
     """The honest rounds 1..T of one seed, and what either construction needs."""
@@ -130,10 +180,7 @@ class Federation:
     declared: np.ndarray  # [N, C] bool
     owner: np.ndarray  # [n_train] participant of each training record
     clients: partition.ClientData  # on device
-    apply_fn: object
-    honest_round: object  # jitted make_round(num_clients=5), every client honest
-    upload_round: object  # jitted make_round with the engine's gradient_ascent upload
-    upload_config: object  # configs/demo_membership.py with upload=gradient_ascent
+    programs: Programs
     previous: dict  # M_{T-1}
     params: dict  # M_T
     w_adv: float  # the adversary's FedAvg weight
@@ -162,30 +209,15 @@ def build_federation(seed: int, rounds: int, ds: data.Dataset | None = None) -> 
     declared = partition.deal_labels(10, roles, seed=seed)
     clients, owner = partition.partition(ds.train_x, ds.train_y, declared, multiple_of=64)
     model = models.classifier("mnist")
-
-    def apply_fn(p, x):
-        return model.apply({"params": p}, x)
-
     params = models.init_params(model, jax.random.key(seed), jnp.zeros((1, 28, 28, 1)))
-    update = federated.make_client_update(apply_fn, local_epochs=1, batch_size=64)
-    honest_round = jax.jit(federated.make_round(update, num_clients=NUM_PARTICIPANTS))
-    config = demo_membership.get_config()
-    config.adversary.upload = "gradient_ascent"
-    malicious = uploads.make_adversary_update(config, apply_fn)
-    upload_round = jax.jit(
-        federated.make_round(
-            update,
-            num_clients=NUM_PARTICIPANTS,
-            client_chunk=1,  # clients in sequence: the adversary's branch runs alone
-            adversary=ADVERSARY,
-            adversary_update=malicious,
-        )
-    )
+    progs = programs()
     c = jax.tree.map(jnp.asarray, clients)
     previous = params
     for t in range(rounds):
         previous = params
-        params, _ = honest_round(params, c, jax.random.key(1000 * seed + t + 1), LEARNING_RATE)
+        params, _ = progs.honest_round(
+            params, c, jax.random.key(1000 * seed + t + 1), LEARNING_RATE
+        )
     counts = np.asarray(clients.counts)
     return Federation(
         seed=seed,
@@ -194,10 +226,7 @@ def build_federation(seed: int, rounds: int, ds: data.Dataset | None = None) -> 
         declared=declared,
         owner=owner,
         clients=c,
-        apply_fn=apply_fn,
-        honest_round=honest_round,
-        upload_round=upload_round,
-        upload_config=config,
+        programs=progs,
         previous=previous,
         params=params,
         w_adv=float(counts[ADVERSARY] / counts.sum()),
@@ -309,18 +338,6 @@ def _norm(tree) -> float:
     return float(jnp.sqrt(sum(jnp.vdot(a, a) for a in jax.tree.leaves(tree))))
 
 
-def _losses_fn(apply_fn, x, y):
-    """The prototype's per-record loss on fixed records (its ``losses``)."""
-    x, y = jnp.asarray(x), jnp.asarray(y)
-
-    @jax.jit
-    def losses(p):
-        lg = apply_fn(p, x)
-        return -jnp.take_along_axis(jax.nn.log_softmax(lg), y[:, None], 1)[:, 0]
-
-    return losses
-
-
 class Study:
     """Both constructions on one federation; rounds a and a+1 are cached per variant
     elements that determine them, so variants share them."""
@@ -341,21 +358,28 @@ class Study:
             "prototype": np.concatenate([self.members, self.non_index["prototype"]]),
             "victim": np.flatnonzero(fed.victim_mask[pool_y]),
         }
-        self._eval_losses = {
-            k: _losses_fn(fed.apply_fn, pool_x[self.eval_index(k)], pool_y[self.eval_index(k)])
-            for k in self.non_index
-        }
+        self.progs = fed.programs
         self._grads = {}
         self._rounds = {}
-        self._apply = jax.jit(fed.apply_fn)
+        self._logits = {}
         self.fl_stream, self.upload_stream = fed.engine_keys()
 
     def _pool_logits(self, params, chunk: int = 1000) -> jax.Array:
-        """Logits of every candidate ``[n_pool, C]`` (in chunks, as the engine's pool)."""
-        x = self.pool_x
-        return jnp.concatenate(
-            [self._apply(params, jnp.asarray(x[i : i + chunk])) for i in range(0, len(x), chunk)]
-        )
+        """Logits of every candidate ``[n_pool, C]`` (in chunks, as the engine's pool);
+        kept per model (variants share their models)."""
+        k = id(params)
+        if k not in self._logits:
+            x, apply = self.pool_x, self.progs.apply
+            self._logits[k] = (
+                params,  # holds the id
+                jnp.concatenate(
+                    [apply(params, jnp.asarray(x[i : i + chunk])) for i in range(0, len(x), chunk)]
+                ),
+            )
+        return self._logits[k][1]
+
+    def _records(self, index: np.ndarray):
+        return jnp.asarray(self.pool_x[index]), jnp.asarray(self.pool_y[index])
 
     def eval_index(self, non_members: str) -> np.ndarray:
         """Pool indices of the evaluated records: members, then the non-members."""
@@ -368,16 +392,15 @@ class Study:
     def gradient(self, targets: str):
         """The gradient of the targets' summed loss at M_T (the prototype's ``g``)."""
         if targets not in self._grads:
-            i = self.target_index[targets]
-            losses = _losses_fn(self.fed.apply_fn, self.pool_x[i], self.pool_y[i])
-            self._grads[targets] = jax.jit(jax.grad(lambda p: losses(p).sum()))(self.fed.params)
+            x, y = self._records(self.target_index[targets])
+            self._grads[targets] = self.progs.grad_sum(self.fed.params, x, y)
         return self._grads[targets]
 
     def _round(self, key, params, inputs=None):
-        fed = self.fed
+        fed, progs = self.fed, self.progs
         if inputs is None:
-            return fed.honest_round(params, fed.clients, key, LEARNING_RATE)[0]
-        return fed.upload_round(params, fed.clients, key, LEARNING_RATE, inputs)[0]
+            return progs.honest_round(params, fed.clients, key, LEARNING_RATE)[0]
+        return progs.upload_round(params, fed.clients, key, LEARNING_RATE, inputs)[0]
 
     def round_a_key(self, v: Variant):
         a = self.fed.rounds + 1
@@ -424,14 +447,15 @@ class Study:
             model = jax.tree.map(lambda h, gg: h + fed.w_adv * gamma * gg, honest, g)
         else:
             a = fed.rounds + 1
-            weight = np.zeros(len(self.pool_y), np.float32)
-            weight[self.target_index[v.targets]] = 1.0
+            # the engine passes the whole pool with weight 1 on the targets, 0 elsewhere; the
+            # targets alone with weight 1 are the same mean loss, on fewer records
+            x, y = self._records(self.target_index[v.targets])
             sign = -1.0 if v.direction == "descent" else 1.0
             inputs = uploads.AscentInputs(
                 key=round_key(self.upload_stream, a),
-                targets_x=jnp.asarray(self.pool_x),
-                targets_y=jnp.asarray(self.pool_y),
-                weight=jnp.asarray(weight),
+                targets_x=x,
+                targets_y=y,
+                weight=jnp.ones(y.shape, jnp.float32),
                 # adversary.upload_inputs: gamma x N x the global-update norm
                 step=jnp.float32(sign * v.gamma * NUM_PARTICIPANTS * self.step_norm(v)),
             )
@@ -457,8 +481,8 @@ class Study:
         m_a, m_next = self.model_a(v), self.model_next(v)
         truth = self.is_member(v.non_members)
         if v.score == "relative":
-            losses = self._eval_losses[v.non_members]
-            l1, l2 = losses(m_a), losses(m_next)
+            x, y = self._records(self.eval_index(v.non_members))
+            l1, l2 = self.progs.losses(m_a, x, y), self.progs.losses(m_next, x, y)
             return np.asarray((l1 - l2) / (l1 + 1e-6)), truth
         labels = jnp.asarray(self.pool_y)
         before = attack.record_losses(self._pool_logits(m_a), labels)
