@@ -25,8 +25,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check fedgan_jax experiments configs tests
-	$(VENV)/bin/ruff format --check fedgan_jax experiments configs tests
+	$(VENV)/bin/ruff check fedgan_jax experiments configs tests studies
+	$(VENV)/bin/ruff format --check fedgan_jax experiments configs tests studies
 
 sweep: $(STAMP)
 	$(PY) experiments/sweep.py --config=configs/demo.py --workdir=runs/sweep
