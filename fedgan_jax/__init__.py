@@ -27,6 +27,16 @@ floor or below.
 
 from fedgan_jax.adversary.attack import decide, make_classifier_trainer, victim_mass
 from fedgan_jax.adversary.gan import DGen, GanState, GanTrainer, make_gan_trainer
+from fedgan_jax.adversary.lira import (
+    Shadows,
+    likelihood_ratio,
+    lira_scores,
+    lira_snapshot_scores,
+    shadow_clients,
+    shadow_masks,
+    shadow_program,
+    train_shadows,
+)
 from fedgan_jax.adversary.scores import (
     ascent_response,
     loss_calibrated,
@@ -86,6 +96,7 @@ __all__ = [
     "Roles",
     "Scheme",
     "ServerState",
+    "Shadows",
     "Upload",
     "WorkdirError",
     "ascent_inputs",
@@ -99,6 +110,9 @@ __all__ = [
     "generator",
     "gradient_ascent",
     "init_params",
+    "likelihood_ratio",
+    "lira_scores",
+    "lira_snapshot_scores",
     "load_dataset",
     "loss_calibrated",
     "loss_threshold",
@@ -110,7 +124,11 @@ __all__ = [
     "partition",
     "register_dataset",
     "run_sweep",
+    "shadow_clients",
+    "shadow_masks",
+    "shadow_program",
     "train_and_evaluate",
+    "train_shadows",
     "trajectory",
     "victim_mass",
     "view_of",
