@@ -40,7 +40,7 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import fedgan_jax as fj  # noqa: E402
-from fedgan_jax.adversary import lira  # noqa: E402
+from fedgan_jax.adversary import lira, membership  # noqa: E402
 from fedgan_jax.evaluation import protocols  # noqa: E402
 
 _SHADOWS = flags.DEFINE_list("shadows", ["4", "16"], "Shadow federations per pool (S).")
@@ -125,7 +125,25 @@ def _lira(ctx, real, pool, num_shadows: int, key) -> tuple[dict[str, dict], floa
             apply_fn, target_snaps, shadows.snapshots, masks, x, y
         ),
     }
+    _print_shift(apply_fn, target, shadows.params, masks, pool)
     return {name: _metrics(is_member, s) for name, s in out.items()}, seconds
+
+
+def _print_shift(apply_fn, target, shadow_params, masks, pool) -> None:
+    """Whether the shadows imitate the real federation: the non-members' confidence under
+    the real model, standardised by their OUT shadows (near 0 when they do), and the
+    members' by their IN shadows."""
+    x, y, is_member = pool
+    x, y = jnp.asarray(x), jnp.asarray(y)
+
+    def phi(p):
+        return membership.logit_confidence(apply_fn(p, x), y)
+
+    target, shadows = np.asarray(phi(target)), np.asarray(jax.lax.map(phi, shadow_params))
+    for side, who, m in (("OUT", ~is_member, ~masks), ("IN", is_member, masks)):
+        z = [(target[j] - np.median(shadows[m[:, j], j])) / shadows[m[:, j], j].std()
+             for j in np.flatnonzero(who)]  # fmt: skip
+        print(f"    target vs {side} shadows, median z: {np.median(z):+.2f}", flush=True)
 
 
 def _seed(seed: int, data, costs: list) -> dict:
