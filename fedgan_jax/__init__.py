@@ -37,6 +37,16 @@ from fedgan_jax.adversary.colluding import (
     threshold_at_fpr,
 )
 from fedgan_jax.adversary.gan import DGen, GanState, GanTrainer, make_gan_trainer
+from fedgan_jax.adversary.lira import (
+    Shadows,
+    likelihood_ratio,
+    lira_scores,
+    lira_snapshot_scores,
+    shadow_clients,
+    shadow_masks,
+    shadow_program,
+    train_shadows,
+)
 from fedgan_jax.adversary.scores import (
     ascent_response,
     loss_calibrated,
@@ -98,6 +108,7 @@ __all__ = [
     "Scheme",
     "ServerState",
     "ServerView",
+    "Shadows",
     "Upload",
     "WorkdirError",
     "ascent_inputs",
@@ -112,6 +123,9 @@ __all__ = [
     "generator",
     "gradient_ascent",
     "init_params",
+    "likelihood_ratio",
+    "lira_scores",
+    "lira_snapshot_scores",
     "load_dataset",
     "loss_calibrated",
     "loss_threshold",
@@ -126,9 +140,13 @@ __all__ = [
     "register_dataset",
     "run_sweep",
     "server_view",
+    "shadow_clients",
+    "shadow_masks",
+    "shadow_program",
     "source_posterior",
     "threshold_at_fpr",
     "train_and_evaluate",
+    "train_shadows",
     "trajectory",
     "victim_mass",
     "view_of",
