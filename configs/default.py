@@ -121,6 +121,14 @@ def get_config() -> ml_collections.ConfigDict:
     c.attack = ml_collections.ConfigDict()
     c.attack.attacks = ("gan", "global_model", "oracle", "loss_threshold")
     c.attack.protocols = ("paper", "strict")
+    # lira / lira_offline: the adversary's shadow federations after the last round, each a
+    # full federation of fl.rounds rounds (S times the federation's cost); map trains them
+    # one after another inside one program, vmap side by side (driver/shadows.py)
+    c.attack.lira_shadows = 16
+    c.attack.lira_run_axis = "map"
+    # global: one IN and one OUT spread pooled over the candidates (Carlini et al.'s choice
+    # for few shadows); per_record: each candidate's own, from its S/2 shadows per side
+    c.attack.lira_variance = "global"
     c.attack.epochs = 5  # attack classifier (and oracle) training epochs
     c.attack.batch_size = 64
     c.attack.learning_rate = 1e-3  # Adam

@@ -39,8 +39,12 @@ ATTACKS = (
     "loss_calibrated",
     "trajectory",
     "gradient_ascent",
+    "lira",  # LiRA with shadow federations, online (adversary/lira.py, driver/shadows.py)
+    "lira_offline",  # the same shadows, the one-sided test against OUT alone
 )
 LABEL_MODES = ("hard", "soft")
+LIRA_RUN_AXES = ("map", "vmap")  # how the shadows are mapped (`lira.RUN_AXES`)
+LIRA_VARIANCES = ("global", "per_record")  # one spread per side, or each record's own
 
 
 def check_config(a) -> tuple[str, ...]:
@@ -51,6 +55,9 @@ def check_config(a) -> tuple[str, ...]:
     checks.integer("attack.batch_size", a.batch_size, 1)
     checks.number("attack.learning_rate", a.learning_rate, 0.0, open_low=True)
     checks.choice("attack.label_mode", a.label_mode, LABEL_MODES)
+    checks.integer("attack.lira_shadows", a.lira_shadows, 2)
+    checks.choice("attack.lira_run_axis", a.lira_run_axis, LIRA_RUN_AXES)
+    checks.choice("attack.lira_variance", a.lira_variance, LIRA_VARIANCES)
     return attacks
 
 

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -304,16 +305,21 @@ def client_update_of(fl, apply_fn: Callable, *, private: bool = True) -> Callabl
     return federated.make_client_update(apply_fn, **client_recipe(fl, private=private))
 
 
-def build_server(
-    config: Config, classifier, image_shape, num_runs: int, *, mesh=None, adversary_update=None
-) -> ServerProgram:
-    """The public `federation` of ``config.fl``, mapped over runs; the adversary's upload
-    from `adversary_update` (None: it trains honestly like every participant)."""
+def federation_of(config: Config, classifier, *, mesh=None, adversary_update=None) -> Any:
+    """The public `federated_averaging` of ``config.fl`` (its learning rate: round t's of
+    the schedule, `fedavg.learning_rate_at`, as a traced function of t)."""
     fl = config.fl
-    fed = federated_averaging(
+
+    def rate(t):
+        if fl.lr_schedule == "constant":
+            return fl.learning_rate
+        decay = optax.cosine_decay_schedule(fl.learning_rate, fl.rounds, fl.lr_final_fraction)
+        return decay(t - 1)
+
+    return federated_averaging(
         apply_fn_of(classifier),
         num_clients=fl.num_participants,
-        learning_rate=fl.learning_rate,  # each call passes round t's rate (`learning_rate`)
+        learning_rate=rate,
         clients_per_round=clients_per_round(config),
         weighting=fl.weighting,
         clip_norm=fl.clip_norm,
@@ -324,6 +330,15 @@ def build_server(
         mesh=mesh,
         **client_recipe(fl),
     )
+
+
+def build_server(
+    config: Config, classifier, image_shape, num_runs: int, *, mesh=None, adversary_update=None
+) -> ServerProgram:
+    """The public `federation` of ``config.fl``, mapped over runs; the adversary's upload
+    from `adversary_update` (None: it trains honestly like every participant)."""
+    fl = config.fl
+    fed = federation_of(config, classifier, mesh=mesh, adversary_update=adversary_update)
 
     def init(key):
         return models.init_params(classifier, key, jnp.zeros((1, *image_shape)))

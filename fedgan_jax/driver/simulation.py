@@ -22,11 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedgan_jax.adversary import gan, label_recovery, uploads
+from fedgan_jax.adversary import gan, label_recovery, membership, uploads
 from fedgan_jax.core.errors import NonFiniteError
 from fedgan_jax.core.types import Config
 from fedgan_jax.data.datasets import Dataset
 from fedgan_jax.driver import adversary as adv
+from fedgan_jax.driver import shadows
 from fedgan_jax.driver.engine import (
     EvalProgram,
     ServerProgram,
@@ -302,6 +303,22 @@ def attack_phase(
         pool_x=pool_x,
         pool_y=pool_y,
     )
+    lira_z = shadows.lira_z(
+        config,
+        models.classifier(ds.spec, config.model.conv_impl),
+        ds.image_shape,
+        state.adversary.latest,
+        view=view,
+        keys=keys.adversary,
+        pool_x=pool_x,
+        pool_y=pool_y,
+    )
+    for name, z in lira_z.items():
+        global_logits = jnp.asarray(out["logits"]["global_model"])
+        scores, decisions = jax.vmap(membership.user_level)(
+            global_logits, jnp.asarray(view.victim_labels), jnp.asarray(z)
+        )
+        out["scores"][name], out["decisions"][name] = np.asarray(scores), np.asarray(decisions)
     attacks = config.attack.attacks
     if "oracle" in attacks:
         victim_labels = np.asarray(view.victim_labels)

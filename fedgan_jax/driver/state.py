@@ -41,6 +41,7 @@ STREAMS = {
     "strict": 8,  # the strict protocol's held-out sample (numpy, host side)
     "upload": 9,  # the adversary's own upload (malicious uploads only)
     "select": 10,  # the fixed latents and records of gan.select=own_mmd's checks
+    "lira": 11,  # the LiRA shadows' masks, inits and rounds (driver.shadows)
 }
 
 
@@ -59,6 +60,7 @@ class AdversaryKeys:
     figure: jax.Array
     upload: jax.Array
     select: jax.Array
+    lira: jax.Array
 
 
 @struct.dataclass
