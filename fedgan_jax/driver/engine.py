@@ -304,11 +304,21 @@ def client_update_of(fl, apply_fn: Callable, *, private: bool = True) -> Callabl
     return federated.make_client_update(apply_fn, **client_recipe(fl, private=private))
 
 
+def server_view_of(config: Config) -> str:
+    """What the round hands out of what the server sees (`fedavg.make_round`): each
+    upload (``uploads``) or only their sum (``secure_aggregation``) to a colluding
+    adversary; nothing (``none``, the program of a run without collusion) otherwise."""
+    if not config.adversary.colludes:
+        return "none"
+    return "secure_aggregation" if config.fl.secure_aggregation else "uploads"
+
+
 def build_server(
     config: Config, classifier, image_shape, num_runs: int, *, mesh=None, adversary_update=None
 ) -> ServerProgram:
     """The public `federation` of ``config.fl``, mapped over runs; the adversary's upload
-    from `adversary_update` (None: it trains honestly like every participant)."""
+    from `adversary_update` (None: it trains honestly like every participant); the round's
+    metrics hand out the server's view of `server_view_of`."""
     fl = config.fl
     fed = federated_averaging(
         apply_fn_of(classifier),
@@ -322,6 +332,7 @@ def build_server(
         upload=adversary_update,
         client_chunk=resolve_client_chunk(fl.client_chunk),
         mesh=mesh,
+        server_view=server_view_of(config),
         **client_recipe(fl),
     )
 

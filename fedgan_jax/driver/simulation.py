@@ -27,6 +27,7 @@ from fedgan_jax.core.errors import NonFiniteError
 from fedgan_jax.core.types import Config
 from fedgan_jax.data.datasets import Dataset
 from fedgan_jax.driver import adversary as adv
+from fedgan_jax.driver import collusion
 from fedgan_jax.driver.engine import (
     EvalProgram,
     ServerProgram,
@@ -197,11 +198,32 @@ def server_round(
     """Round t on the server (FedAvg) and in the experimenter's log (not the adversary's).
     With `adversary_inputs` (its malicious upload this round) the adversary's slot runs
     its own update; without, every participant trains honestly (the honest program)."""
+    return run_round(engine, config, setup, state, clients, keys, test, adversary_inputs)[0]
+
+
+SEEN = ("uploads", "upload_sum", "weight_sum")  # what the server hands a colluding adversary
+
+
+def run_round(
+    engine: Engine,
+    config: Config,
+    setup: Setup,
+    state: RunState,
+    clients,
+    keys: Keys,
+    test,
+    adversary_inputs=None,
+) -> tuple[RunState, dict]:
+    """`server_round`, and what the round handed out of the server's view (on device:
+    the selected clients and their uploads, or their sums; empty unless colluding)."""
     t = state.round + 1
     program = engine.server if adversary_inputs is None else engine.upload
     params, metrics = program.round(
         state.server.params, clients, keys.server.fl, t, learning_rate(config, t), adversary_inputs
     )
+    seen = {k: metrics.pop(k) for k in SEEN if k in metrics}
+    if seen:
+        seen["client"] = metrics["client"]
     evals, metrics = jax.device_get((engine.evaluation.evaluate(params, *test), metrics))
     _check_finite(metrics["finite"], "a client's local training", t, setup, metrics["client"])
     _check_finite(np.isfinite(evals["loss"]), "the global model", t, setup)
@@ -212,7 +234,7 @@ def server_round(
         clients=put_row(state.log.clients, t, metrics["client"]),
     )
     server = ServerState(params=params, round=jnp.asarray(t, jnp.int32))
-    return state.replace(server=server, log=log)
+    return state.replace(server=server, log=log), seen
 
 
 def federate(
@@ -243,7 +265,8 @@ def federate(
                 pool_x=pool_x,
                 pool_y=pool_y,
             )
-        state = server_round(engine, config, setup, state, clients, keys, test, inputs)
+        started_from = state.server.params  # M_{t-1}: what the round's uploads are applied to
+        state, seen = run_round(engine, config, setup, state, clients, keys, test, inputs)
         announced = np.asarray(state.log.accuracy[:, t - 1])  # what the server announces
         # whether the server asked the adversary to train (it knows; nothing else of the log)
         selected = (np.asarray(state.log.clients[:, t - 1]) == config.fl.adversary).any(-1)
@@ -259,6 +282,10 @@ def federate(
             pool_x=pool_x,
             pool_y=pool_y,
             selected=selected,
+        )
+        pool = (pool_x, pool_y)
+        observed = collusion.observe(
+            engine.adversary, engine.plan, observed, started_from, seen, t, view=view, pool=pool
         )
         state = state.replace(adversary=observed)
         if on_round is not None:
