@@ -122,6 +122,8 @@ def test_resume_mid_watch_ends_like_the_uninterrupted_run(runs, tmp_path):
 
 def test_a_run_that_does_not_collude_builds_the_program_it_always_did():
     c = tiny_config()
+    c.fl.rounds = 2  # fewer rounds than the default collude_rounds: nothing to watch
+    config_lib.validate(c)
     assert server_view_of(c) == "none"
     c.fl.secure_aggregation = True  # nothing to hand out without a colluding adversary
     assert server_view_of(c) == "none"
@@ -139,7 +141,11 @@ def test_a_run_that_does_not_collude_builds_the_program_it_always_did():
         ),
         ({"adversary.colludes": True, "adversary.count": 5}, r"adversary.count=5: .*\[1, 4\]"),
         ({"adversary.count": 2}, "adversary.count=2: colluders pool the server's view"),
-        ({"adversary.colludes": True, "adversary.collude_rounds": 4}, "adversary.collude_rounds=4"),
+        (
+            {"adversary.colludes": True, "adversary.collude_rounds": 4},
+            "adversary.collude_rounds=4: it watches at most fl.rounds=3",
+        ),
+        ({"adversary.collude_rounds": 0}, "adversary.collude_rounds=0: must be an integer >= 1"),
         ({"adversary.fedmia_statistic": "grad"}, "adversary.fedmia_statistic='grad'"),
     ],
 )

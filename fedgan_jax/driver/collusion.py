@@ -61,7 +61,9 @@ def check_config(section, rounds: int, attacks: tuple[str, ...], num_participant
     count = checks.integer("adversary.count", section.count, 1, num_participants - 1)
     if count > 1 and not colludes:
         checks.fail("adversary.count", count, "colluders pool the server's view: needs colludes")
-    checks.integer("adversary.collude_rounds", section.collude_rounds, 1, rounds)
+    watched = checks.integer("adversary.collude_rounds", section.collude_rounds, 1)
+    if colludes and watched > rounds:
+        checks.fail("adversary.collude_rounds", watched, f"it watches at most fl.rounds={rounds}")
     checks.choice("adversary.fedmia_statistic", section.fedmia_statistic, colluding.STATISTICS)
 
 
