@@ -64,6 +64,9 @@ def get_config() -> ml_collections.ConfigDict:
     # batch's sum (0: clipping only). fedgan_jax/federation/privacy.py accounts both defenses.
     c.fl.dpsgd_clip = 0.0
     c.fl.dpsgd_noise_multiplier = 0.0
+    # Secure aggregation: the server sees only the sum of the uploads, so a colluding
+    # adversary's view (adversary.colludes) falls back to it (docs/colluding.md).
+    c.fl.secure_aggregation = False
     c.fl.dp_delta = 1e-5  # delta of the reported (epsilon, delta) (privacy.py says why)
 
     c.model = ml_collections.ConfigDict()
@@ -160,6 +163,16 @@ def get_config() -> ml_collections.ConfigDict:
     # own_accuracy trigger and metrics.csv's adversary_own_accuracy; nan in between, and
     # the trigger can fire only on measured rounds); the last round is always measured.
     c.adversary.own_eval_every = 1
+    # The colluding server (fedgan_jax/driver/collusion.py, docs/colluding.md): True = the
+    # server hands the adversary every participant's upload as it sees it, in the rounds it
+    # watches (needed by the source_inference and fedmia attacks).
+    c.adversary.colludes = False
+    # Participants that collude, pooling their own records and views: the adversary and
+    # the next count - 1 participants that are not the victim, in index order.
+    c.adversary.count = 1
+    # The last K rounds it watches: each scores every candidate under every client's model.
+    c.adversary.collude_rounds = 3
+    c.adversary.fedmia_statistic = "cosine"  # fedmia: cosine (Zhu et al.) | loss (colluding.py)
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = 10  # rounds between checkpoints (0: never)

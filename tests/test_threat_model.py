@@ -51,6 +51,7 @@ ALLOWED = {
     "grid_shape",
     "cls",
     "attacks",  # check_config: the configured attack names
+    "num_participants",  # check_config: how many there are (the declared label sets say)
     "num_candidates",  # init_state: how many candidate records it watches
     "selected",  # observe: whether the server asked it to train this round (it knows)
 }

@@ -15,6 +15,8 @@ Attacks, all under the same decision rule where it applies:
 * ``loss_threshold`` (Yeom et al., CSF 2018): score = minus the global model's loss on
   the record with its true label; IN when the loss is at most the global model's mean
   loss on the adversary's own (member) records, the adversary's only calibration data.
+* ``source_inference`` and ``fedmia``: a colluding server's attacks on each upload
+  (`colluding.py`; from the driver, `fedgan_jax.driver.collusion`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from fedgan_jax.core import checks
 from fedgan_jax.evaluation.protocols import PROTOCOLS
 from fedgan_jax.nn import models, training
 
-# The membership attacks (loss_calibrated, trajectory, gradient_ascent) are in membership.py.
+# The membership attacks (loss_calibrated, trajectory, gradient_ascent) are in membership.py,
+# the colluding server's (source_inference, fedmia) in colluding.py.
 ATTACKS = (
     "gan",
     "global_model",
@@ -41,6 +44,8 @@ ATTACKS = (
     "gradient_ascent",
     "lira",  # LiRA with shadow federations, online (adversary/lira.py, driver/shadows.py)
     "lira_offline",  # the same shadows, the one-sided test against OUT alone
+    "source_inference",  # a colluding server's (driver/collusion.py)
+    "fedmia",
 )
 LABEL_MODES = ("hard", "soft")
 LIRA_RUN_AXES = ("map", "vmap")  # how the shadows are mapped (`lira.RUN_AXES`)

@@ -28,6 +28,9 @@ class AdversaryView:
     declared: jax.Array  # [N, num_classes] bool: participant i declared label c
     victim: jax.Array  # [] int: the participant under attack
     adversary: jax.Array  # [] int: the adversary itself
+    # A colluding adversary (driver/collusion.py): the coalition's own records, the
+    # adversary's among them, ``[c, capacity, ...]``; None when it does not collude.
+    coalition: ClientData | None = None
 
     @property
     def victim_labels(self) -> jax.Array:
@@ -48,13 +51,15 @@ def adversary_view(
     adversary: int,
     victim: int,
     knows_declarations: bool = True,
+    colluders: tuple[int, ...] = (),
 ) -> AdversaryView:
     """Cuts the adversary's knowledge out of the federation's ``[R, N, ...]`` arrays.
 
     Hidden declarations (`knows_declarations` False): it knows its own classes (those of
     its records) and nothing of the others', so their rows hold every class (the
     generator rebuilds all of them); the victim's row is replaced by the set it recovers
-    (`label_recovery`) before the attacks.
+    (`label_recovery`) before the attacks. `colluders` (the adversary among them): the
+    participants whose own records it pools (``coalition``; empty: none).
     """
     runs = clients.counts.shape[0]
     if not knows_declarations:
@@ -66,7 +71,15 @@ def adversary_view(
         declared=jnp.asarray(declared, bool),
         victim=jnp.full((runs,), victim, jnp.int32),
         adversary=jnp.full((runs,), adversary, jnp.int32),
+        coalition=_coalition(clients, colluders),
     )
+
+
+def _coalition(clients: ClientData, colluders: tuple[int, ...]) -> ClientData | None:
+    if not colluders:
+        return None
+    idx = jnp.asarray(colluders)
+    return ClientData(x=clients.x[:, idx], y=clients.y[:, idx], counts=clients.counts[:, idx])
 
 
 def view_of(

@@ -6,6 +6,12 @@ own data, training and upload, and knows every participant's declared label set
 server's state or the server's keys: the server broadcasts the new global model (and, for
 the paper's trigger, the main-task accuracy it announces).
 
+A *colluding* adversary (``adversary.colludes``, `collusion.py`, the paper's Sec. VI
+conspiracy) additionally sees, in the rounds it watches, every selected participant's
+upload as the server sees it (under ``fl.secure_aggregation`` only their sum) and the
+records of the participants colluding with it (`AdversaryView.coalition`); still never
+a record of the victim or of a participant outside the coalition, nor the server's keys.
+
 The signatures say so. Every function here takes at most:
 
 * the adversary's own state (`state.AdversaryState`) and its own keys (`state.AdversaryKeys`);
@@ -39,6 +45,7 @@ from fedgan_jax.adversary.view import AdversaryView, adversary_view  # noqa: F40
 from fedgan_jax.core import checks
 from fedgan_jax.core.errors import NonFiniteError
 from fedgan_jax.core.types import Config
+from fedgan_jax.driver import collusion
 from fedgan_jax.driver.engine import (
     apply_fn_of,
     classifier_trainer,
@@ -62,13 +69,15 @@ if TYPE_CHECKING:
     from fedgan_jax.adversary.gan import GanTrainer
 
 
-def check_config(section, rounds: int, attacks: tuple[str, ...] = ()) -> None:
-    """``config.adversary``: what it keeps and what it uploads (`uploads.check_config`)."""
+def check_config(section, rounds: int, attacks: tuple[str, ...], num_participants: int) -> None:
+    """``config.adversary``: what it keeps and what it uploads (`uploads.check_config`),
+    and whether it colludes with the server (`collusion.check_config`)."""
     every = checks.integer("adversary.snapshot_every", section.snapshot_every, 0, rounds)
     if "trajectory" in attacks and not every:
         checks.fail("adversary.snapshot_every", every, "the trajectory attack needs snapshots")
     checks.integer("adversary.own_eval_every", section.own_eval_every, 1)
     uploads.check_config(section, rounds, attacks)
+    collusion.check_config(section, rounds, attacks, num_participants)
     knows = checks.boolean("adversary.knows_declarations", section.knows_declarations)
     if not knows and section.upload != "honest":
         checks.fail(
@@ -107,6 +116,7 @@ class Plan:
     select_every: int = 0  # gan.select other than last: rounds between checks (0: last)
     select_patience: int = 0  # checks without a better score before a restore (0: never)
     own_eval_every: int = 1  # rounds between its own-accuracy measurements (and the last)
+    collusion: collusion.CollusionPlan | None = None  # None: it does not collude
 
     def runs(self, attack_name: str) -> bool:
         return attack_name in self.attacks
@@ -146,6 +156,7 @@ class Plan:
             select_every=g.select_every if g.select != "last" else 0,
             select_patience=g.select_patience if g.select != "last" else 0,
             own_eval_every=config.adversary.own_eval_every,
+            collusion=collusion.CollusionPlan.from_config(config),
         )
 
     def learning_rate_at(self, t: int) -> float:
@@ -170,6 +181,9 @@ class AdversaryProgram(NamedTuple):
     own_bias_update: Callable  # (params, view, key, lr) -> [R, C]: its own update's bias change
     # (generator params, global params, view, keys.select) -> [R] (gan.own_class_mmd)
     gan_score: Callable
+    # (M_{t-1}, the round's server view, pool_x, pool_y, view) -> its sums' increments
+    # (collusion.build_program); None when it does not collude
+    collude: Callable | None = None
 
 
 def build_program(
@@ -226,6 +240,9 @@ def build_program(
         keep=jax.jit(keep, donate_argnums=0),
         own_bias_update=over(own_update, (0, 0, 0, None)),
         gan_score=over(gan_score),
+        collude=collusion.build_program(config, apply_fn, num_runs)
+        if config.adversary.colludes
+        else None,
     )
 
 
@@ -286,6 +303,7 @@ def init_state(
         selected=jnp.zeros((runs, t), bool) if plan.recovers_labels else None,
         gan_kept=jax.tree.map(jnp.copy, gan_state.generator) if selects else None,
         generator_score=jnp.full((runs, t), jnp.nan, jnp.float32) if selects else None,
+        **collusion.init_fields(plan.collusion, view, num_candidates),
     )
 
 
@@ -557,6 +575,9 @@ def attack_targets(
             jnp.asarray(global_logits), victim_labels, z
         )
         out["scores"][name], out["decisions"][name] = np.asarray(scores), np.asarray(decisions)
+    colluding_scores, colluding_decisions = collusion.scores(plan.collusion, state, view)
+    out["scores"] |= colluding_scores
+    out["decisions"] |= colluding_decisions
     if plan.uses_gan:  # runs whose generator never started are reported as such
         gan_state = state.gan
         if state.gan_kept is not None:  # gan.select=own_mmd: the generator it kept

@@ -57,7 +57,7 @@ def validate(config, *, label_counts: Iterable[int] | None = None) -> None:
     attacks = attack.check_config(config.attack)
     gan.check_config(config.gan, rounds=rounds, uses_gan="gan" in attacks)
     _check_sweep_modes(config.gan, tuple(config.sweep.gan_modes), rounds, "gan" in attacks)
-    adversary.check_config(config.adversary, rounds, attacks)
+    adversary.check_config(config.adversary, rounds, attacks, config.fl.num_participants)
     checks.integer("checkpoint.every", config.checkpoint.every, 0)
     checks.integer("checkpoint.keep", config.checkpoint.keep, 1)
     preflight.check_config(config)

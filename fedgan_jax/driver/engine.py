@@ -305,9 +305,21 @@ def client_update_of(fl, apply_fn: Callable, *, private: bool = True) -> Callabl
     return federated.make_client_update(apply_fn, **client_recipe(fl, private=private))
 
 
-def federation_of(config: Config, classifier, *, mesh=None, adversary_update=None) -> Any:
+def server_view_of(config: Config) -> str:
+    """What the round hands out of what the server sees (`fedavg.make_round`): each
+    upload (``uploads``) or only their sum (``secure_aggregation``) to a colluding
+    adversary; nothing (``none``, the program of a run without collusion) otherwise."""
+    if not config.adversary.colludes:
+        return "none"
+    return "secure_aggregation" if config.fl.secure_aggregation else "uploads"
+
+
+def federation_of(
+    config: Config, classifier, *, mesh=None, adversary_update=None, server_view=None
+) -> Any:
     """The public `federated_averaging` of ``config.fl`` (its learning rate: round t's of
-    the schedule, `fedavg.learning_rate_at`, as a traced function of t)."""
+    the schedule, `fedavg.learning_rate_at`, as a traced function of t); the round's
+    metrics hand out `server_view` (default: `server_view_of` the config)."""
     fl = config.fl
 
     def rate(t):
@@ -328,6 +340,7 @@ def federation_of(config: Config, classifier, *, mesh=None, adversary_update=Non
         upload=adversary_update,
         client_chunk=resolve_client_chunk(fl.client_chunk),
         mesh=mesh,
+        server_view=server_view_of(config) if server_view is None else server_view,
         **client_recipe(fl),
     )
 
@@ -335,8 +348,9 @@ def federation_of(config: Config, classifier, *, mesh=None, adversary_update=Non
 def build_server(
     config: Config, classifier, image_shape, num_runs: int, *, mesh=None, adversary_update=None
 ) -> ServerProgram:
-    """The public `federation` of ``config.fl``, mapped over runs; the adversary's upload
-    from `adversary_update` (None: it trains honestly like every participant)."""
+    """The public federation of ``config.fl`` (`federation_of`), mapped over runs; the
+    adversary's upload from `adversary_update` (None: it trains honestly like every
+    participant); the round's metrics hand out the server's view of `server_view_of`."""
     fl = config.fl
     fed = federation_of(config, classifier, mesh=mesh, adversary_update=adversary_update)
 

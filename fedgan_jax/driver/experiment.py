@@ -27,7 +27,7 @@ from tqdm import tqdm
 from fedgan_jax.core.errors import FedGanError, Interrupted, StorageError, WorkdirError
 from fedgan_jax.core.types import Config
 from fedgan_jax.data import datasets as data
-from fedgan_jax.driver import config_lib, distributed, outputs, preflight
+from fedgan_jax.driver import collusion, config_lib, distributed, outputs, preflight
 from fedgan_jax.driver.adversary import adversary_view
 from fedgan_jax.driver.checkpointing import CONFIG_FILE, Checkpointer, claim_workdir
 from fedgan_jax.driver.engine import (
@@ -209,6 +209,7 @@ def _start(engine: Engine, config: Config, setup: Setup):
         adversary=config.fl.adversary,
         victim=config.fl.victim,
         knows_declarations=config.adversary.knows_declarations,
+        colluders=collusion.colluders(config) if config.adversary.colludes else (),
     )
     keys = run_keys(setup)
     state = initial_state(engine, config, setup, view, keys)

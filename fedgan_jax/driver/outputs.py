@@ -17,7 +17,7 @@ from fedgan_jax.adversary import gan
 from fedgan_jax.core import io
 from fedgan_jax.core.types import Config
 from fedgan_jax.data import partition
-from fedgan_jax.driver import config_lib
+from fedgan_jax.driver import collusion, config_lib
 from fedgan_jax.driver.engine import Setup, clients_per_round
 from fedgan_jax.driver.state import STREAMS, RunState, plateau_restores
 from fedgan_jax.evaluation import plots, protocols
@@ -113,6 +113,7 @@ def _target_sets(config: Config, setup: Setup, r: int):
         victim_labels=setup.declared[r][fl.victim],
         seed=(config.seed, STREAMS["strict"]),
         protocols=config.attack.protocols,
+        colluders=collusion.colluders(config) if config.adversary.colludes else (),
     )
 
 
@@ -197,6 +198,7 @@ def _result(config, setup, r, history, gan_start, gan_missing, accuracy, attacks
         "oracle_model_accuracy": accuracy.get("oracle"),
         "attacks": attacks,
         "upload": upload_report(config, history["accuracy"], gan_start),
+        "colluding": collusion.report(config),
     }
 
 

@@ -51,7 +51,7 @@ def lira_z(
     wanted = [a for a in LIRA_ATTACKS if a in config.attack.attacks]
     if not wanted:
         return {}
-    fed = federation_of(config, classifier)
+    fed = federation_of(config, classifier, server_view="none")  # shadows hand out nothing
     apply_fn = apply_fn_of(classifier)
 
     def init(key):

@@ -27,7 +27,7 @@ from fedgan_jax.core.errors import NonFiniteError
 from fedgan_jax.core.types import Config
 from fedgan_jax.data.datasets import Dataset
 from fedgan_jax.driver import adversary as adv
-from fedgan_jax.driver import shadows
+from fedgan_jax.driver import collusion, shadows
 from fedgan_jax.driver.engine import (
     EvalProgram,
     ServerProgram,
@@ -198,11 +198,32 @@ def server_round(
     """Round t on the server (FedAvg) and in the experimenter's log (not the adversary's).
     With `adversary_inputs` (its malicious upload this round) the adversary's slot runs
     its own update; without, every participant trains honestly (the honest program)."""
+    return run_round(engine, config, setup, state, clients, keys, test, adversary_inputs)[0]
+
+
+SEEN = ("uploads", "upload_sum", "weight_sum")  # what the server hands a colluding adversary
+
+
+def run_round(
+    engine: Engine,
+    config: Config,
+    setup: Setup,
+    state: RunState,
+    clients,
+    keys: Keys,
+    test,
+    adversary_inputs=None,
+) -> tuple[RunState, dict]:
+    """`server_round`, and what the round handed out of the server's view (on device:
+    the selected clients and their uploads, or their sums; empty unless colluding)."""
     t = state.round + 1
     program = engine.server if adversary_inputs is None else engine.upload
     params, metrics = program.round(
         state.server.params, clients, keys.server.fl, t, learning_rate(config, t), adversary_inputs
     )
+    seen = {k: metrics.pop(k) for k in SEEN if k in metrics}
+    if seen:
+        seen["client"] = metrics["client"]
     evals, metrics = jax.device_get((engine.evaluation.evaluate(params, *test), metrics))
     _check_finite(metrics["finite"], "a client's local training", t, setup, metrics["client"])
     _check_finite(np.isfinite(evals["loss"]), "the global model", t, setup)
@@ -213,7 +234,7 @@ def server_round(
         clients=put_row(state.log.clients, t, metrics["client"]),
     )
     server = ServerState(params=params, round=jnp.asarray(t, jnp.int32))
-    return state.replace(server=server, log=log)
+    return state.replace(server=server, log=log), seen
 
 
 def federate(
@@ -244,7 +265,8 @@ def federate(
                 pool_x=pool_x,
                 pool_y=pool_y,
             )
-        state = server_round(engine, config, setup, state, clients, keys, test, inputs)
+        started_from = state.server.params  # M_{t-1}: what the round's uploads are applied to
+        state, seen = run_round(engine, config, setup, state, clients, keys, test, inputs)
         announced = np.asarray(state.log.accuracy[:, t - 1])  # what the server announces
         # whether the server asked the adversary to train (it knows; nothing else of the log)
         selected = (np.asarray(state.log.clients[:, t - 1]) == config.fl.adversary).any(-1)
@@ -260,6 +282,10 @@ def federate(
             pool_x=pool_x,
             pool_y=pool_y,
             selected=selected,
+        )
+        pool = (pool_x, pool_y)
+        observed = collusion.observe(
+            engine.adversary, engine.plan, observed, started_from, seen, t, view=view, pool=pool
         )
         state = state.replace(adversary=observed)
         if on_round is not None:
@@ -303,22 +329,7 @@ def attack_phase(
         pool_x=pool_x,
         pool_y=pool_y,
     )
-    lira_z = shadows.lira_z(
-        config,
-        models.classifier(ds.spec, config.model.conv_impl),
-        ds.image_shape,
-        state.adversary.latest,
-        view=view,
-        keys=keys.adversary,
-        pool_x=pool_x,
-        pool_y=pool_y,
-    )
-    for name, z in lira_z.items():
-        global_logits = jnp.asarray(out["logits"]["global_model"])
-        scores, decisions = jax.vmap(membership.user_level)(
-            global_logits, jnp.asarray(view.victim_labels), jnp.asarray(z)
-        )
-        out["scores"][name], out["decisions"][name] = np.asarray(scores), np.asarray(decisions)
+    _lira_attacks(config, ds, state, out, view=view, keys=keys, pool_x=pool_x, pool_y=pool_y)
     attacks = config.attack.attacks
     if "oracle" in attacks:
         victim_labels = np.asarray(view.victim_labels)
@@ -336,6 +347,28 @@ def attack_phase(
     out["pool_y"] = np.asarray(pool_y)
     out["label_recovery"] = recovery
     return out
+
+
+def _lira_attacks(config: Config, ds: Dataset, state: RunState, out, *, view, keys, pool_x, pool_y):
+    """Adds LiRA's user-level scores and decisions to `out` (`shadows.lira_z`: the shadows'
+    likelihood ratio, with the label term of the global model as every membership attack)."""
+    classifier = models.classifier(ds.spec, config.model.conv_impl)
+    lira_z = shadows.lira_z(
+        config,
+        classifier,
+        ds.image_shape,
+        state.adversary.latest,
+        view=view,
+        keys=keys.adversary,
+        pool_x=pool_x,
+        pool_y=pool_y,
+    )
+    global_logits = jnp.asarray(out["logits"]["global_model"])
+    for name, z in lira_z.items():
+        scores, decisions = jax.vmap(membership.user_level)(
+            global_logits, jnp.asarray(view.victim_labels), jnp.asarray(z)
+        )
+        out["scores"][name], out["decisions"][name] = np.asarray(scores), np.asarray(decisions)
 
 
 def recovered_view(engine: Engine, config: Config, setup: Setup, state: RunState, view):

@@ -4,7 +4,8 @@
 * `AdversaryState`: what the adversary kept (paper Sec. III-D): the latest global model
   it received, the snapshots it chose to keep, its generator (and critic) state, when its
   generator started, and its own per-round measurements (the targets' losses it watches
-  around a gradient-ascent upload). The server never reads it.
+  around a gradient-ascent upload; a colluding adversary's sums over the server's view).
+  The server never reads it.
 * `EvalLog`: what the experimenter records for the report (main-task accuracy and loss,
   the clients' training losses). No adversary function ever receives it.
 
@@ -117,6 +118,12 @@ class AdversaryState:
     # [R, T] (nan between checks); None when it uses the last one
     gan_kept: Params | None = None
     generator_score: jax.Array | None = None
+    # A colluding adversary (driver/collusion.py), summed over the rounds it watches:
+    # FedMIA's score of the candidates [R, n] and of the coalition's own records
+    # [R, c x capacity], the source log-posterior [R, n, N]; None when it does not collude
+    fedmia_score: jax.Array | None = None
+    fedmia_reference: jax.Array | None = None
+    source_log_posterior: jax.Array | None = None
 
     @property
     def gan_kept_score(self) -> np.ndarray | None:

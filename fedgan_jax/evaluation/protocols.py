@@ -5,7 +5,7 @@ followed by every test record (``n_train..``). A protocol picks the target set f
 
 * ``paper`` (Sec. IV-C): members are the victim's training records, non-members the
   other benign participants' training records (the adversary's own records are left out:
-  it knows them).
+  it knows them; so are those of the participants colluding with it, ``colluders``).
 * ``strict``: the paper's set plus held-out test records *of the victim's own classes*
   as non-members, as many as there are members (fewer if the test split has fewer; seeded
   choice). A label-based attack marks them IN, so this protocol separates membership
@@ -38,10 +38,12 @@ def target_sets(
     victim_labels: np.ndarray,
     seed: int,
     protocols=PROTOCOLS,
+    colluders=(),
 ) -> dict[str, TargetSet]:
     """The target set of each protocol (see module doc). `owner[i]` owns train record i."""
     members = np.flatnonzero(owner == victim)
-    others = np.flatnonzero((owner >= 0) & (owner != victim) & (owner != adversary))
+    known = np.isin(owner, [adversary, *colluders])  # the coalition's own records
+    others = np.flatnonzero((owner >= 0) & (owner != victim) & ~known)
     sets = {}
     paper_index = np.concatenate([members, others])
     paper_truth = np.r_[np.ones(len(members), bool), np.zeros(len(others), bool)]

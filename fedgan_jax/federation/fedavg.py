@@ -372,6 +372,7 @@ def check_config(fl) -> None:
         checks.fail(
             "fl.noise_multiplier", noise, "needs fl.weighting=uniform (bounded sensitivity)"
         )
+    checks.boolean("fl.secure_aggregation", fl.secure_aggregation)
     checks.integer("fl.client_chunk", fl.client_chunk, -1)
     devices = checks.integer("fl.mesh_devices", fl.mesh_devices, -1)
     if devices == 0:
