@@ -90,7 +90,7 @@ def _check_label_counts(fl, num_classes: int, label_counts) -> None:
         try:
             partition.check_config(variant, num_classes)
         except ConfigError as e:
-            reason = str(e).replace("fl.victim_num_labels", "k")
+            reason = str(e).replace("fl.victim_num_labels", "k").replace("victim_num_labels", "k")
             checks.fail("sweep.label_counts", tuple(label_counts), f"entry {k} fails: {reason}")
 
 
