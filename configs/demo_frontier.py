@@ -14,12 +14,16 @@ adversary every upload of the last 3 rounds, scored by ``source_inference`` and
 all 5 local models. The oracle (an upper bound no participant has) is left out.
 Under secure aggregation: ``--config.fl.secure_aggregation=True``.
 
-Cost: 3 min 26 s wall from a fresh workdir (every program compiled in the run: the
-launcher keeps no compilation cache) on 2 shared AMD EPYC cores under ``nice -n 5``, load
-average ~3.6 from other jobs: 161 s of federation (the watched rounds ~6 s each against
-~2 s) and 28 s of attacks.
+LiRA by the participant (``lira`` and ``lira_offline``, docs/lira.md): after round 70 it
+trains ``attack.lira_shadows=4`` shadow federations of the same 70 rounds, in which every
+candidate of the victim's classes is IN in two; S = 4 keeps the run on 2 cores (each
+shadow costs about a federation), more shadows belong on an accelerator
+(``--config.attack.lira_shadows=16``).
 
-A LiRA attack is to be added to ``attack.attacks`` here.
+Cost without LiRA: 3 min 26 s wall from a fresh workdir (every program compiled in the
+run) on 2 shared AMD EPYC cores under ``nice -n 5``, load average ~3.6 from other jobs:
+161 s of federation (the watched rounds ~6 s each against ~2 s) and 28 s of attacks. The
+whole config's time is in docs/frontier.md.
 """
 
 from configs import demo
@@ -41,7 +45,10 @@ def get_config():
         "loss_calibrated",
         "trajectory",
         "gradient_ascent",
+        "lira",
+        "lira_offline",
         "source_inference",
         "fedmia",
     )
+    c.attack.lira_shadows = 4
     return c
