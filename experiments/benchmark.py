@@ -66,6 +66,10 @@ _SWEEP_RUNS = flags.DEFINE_list(
     "sweep_runs", ["4", "8"], "Runs R of the batched-against-sequential sweep rows ([]: none)."
 )
 _SWEEP_ROUNDS = flags.DEFINE_integer("sweep_rounds", 3, "Timed demo rounds per sweep row.")
+_SHADOWS = flags.DEFINE_list(
+    "shadows", ["4"], "LiRA shadow federations (S) per shadow row on the demo data; empty: none."
+)
+_SHADOW_ROUNDS = flags.DEFINE_integer("shadow_rounds", 2, "Timed rounds per shadow row.")
 _TORCH_PYTHON = flags.DEFINE_string(
     "torch_python",
     sys.executable,
@@ -446,6 +450,63 @@ def _sweep_records(emit, runs_list, rounds):
             )
 
 
+def _shadow_records(emit, shadows_list, rounds):
+    """LiRA's cost: S shadow federations of the demo (bundled MNIST, 5 participants, every
+    candidate of the victim's classes IN in S/2; `driver/shadows.py`), `rounds` rounds
+    each as one program (`lira.train_shadows`, map and vmap over the shadows), compile
+    apart. Reported as shadow federations per hour at the demo's fl.rounds."""
+    import jax
+    import numpy as np
+
+    from configs import demo
+    from fedgan_jax.adversary import lira
+    from fedgan_jax.adversary.view import view_of
+    from fedgan_jax.driver import engine as engine_lib
+    from fedgan_jax.driver import experiment, simulation
+    from fedgan_jax.nn import models
+
+    config = demo.get_config()
+    dataset = experiment.load_data(config)
+    run = engine_lib.RunSpec((("seed", 0),))
+    deals = engine_lib.deal_runs(config, dataset, [run])
+    setup = engine_lib.prepare(
+        config, dataset, deals, [run], engine_lib.common_capacity(config, deals)
+    )
+    one = jax.tree.map(lambda a: a[0], setup.clients)
+    view = view_of(one, setup.declared[0], adversary=config.fl.adversary, victim=config.fl.victim)
+    pool_x, pool_y = (np.asarray(a) for a in simulation.candidate_pool(dataset))
+    classifier = models.classifier(dataset.spec, config.model.conv_impl)
+    fed = engine_lib.federation_of(config, classifier, server_view="none")
+
+    def init(key):
+        return models.init_params(classifier, key, np.zeros((1, *dataset.image_shape), np.float32))
+
+    candidate = np.asarray(view.victim_labels)[pool_y]
+    for num in shadows_list:
+        masks = np.asarray(lira.shadow_masks(jax.random.key(0), len(pool_y), num)) & candidate
+        clients = lira.shadow_clients(view, masks, pool_x, pool_y)
+        for axis in lira.RUN_AXES:
+            train = lira.make_shadow_trainer(fed, init, rounds=rounds, run_axis=axis)
+            tic = time.perf_counter()
+            jax.block_until_ready(train(clients, jax.random.key(1)).params)  # compiles
+            first = time.perf_counter() - tic
+            tic = time.perf_counter()
+            jax.block_until_ready(train(clients, jax.random.key(2)).params)
+            seconds = time.perf_counter() - tic
+            per_round = max(seconds, 1e-9) / (num * rounds)
+            emit(
+                {
+                    "mode": f"lira_shadows_{axis}",
+                    "shadows": num,
+                    "backend": jax.default_backend(),
+                    "seconds_per_shadow_round": per_round,
+                    "shadow_federations_per_hour": 3600 / (per_round * config.fl.rounds),
+                    "rounds_per_federation": config.fl.rounds,
+                    "compile_seconds": first - seconds,
+                }
+            )
+
+
 def _torch_records(emit, counts, threads):
     """The PyTorch rows: `torch_baseline.py` in a subprocess, each variant at each count."""
     import subprocess
@@ -560,6 +621,8 @@ def main(argv):
         emit(_attack_classifier_record(setup, key))
     if _SWEEP_RUNS.value:
         _sweep_records(emit, [int(r) for r in _SWEEP_RUNS.value], _SWEEP_ROUNDS.value)
+    if _SHADOWS.value:
+        _shadow_records(emit, [int(v) for v in _SHADOWS.value], _SHADOW_ROUNDS.value)
     _torch_records(emit, counts, threads=os.cpu_count() or 1)
     if _PROFILE.value:  # where a training step's time goes, layer by layer
         out["layer_profile_ms"] = _layer_profile(_BATCH.value, _REPEATS.value)

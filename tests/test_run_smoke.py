@@ -164,13 +164,21 @@ def test_benchmark_document_and_its_report(tmp_path):
         "--gan=false",
         "--profile=false",
         "--sweep_runs=",
+        "--shadows=2",
+        "--shadow_rounds=1",
         "--torch_python=",
         f"--json={path}",
     ]
-    subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True, timeout=600)
+    subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True, timeout=900)
     with open(path) as f:
         doc = json.load(f)
-    by = {(rec["mode"], rec["clients"]): rec for rec in doc["records"]}
+    shadows = [rec for rec in doc["records"] if rec["mode"].startswith("lira_shadows_")]
+    assert sorted(rec["mode"] for rec in shadows) == ["lira_shadows_map", "lira_shadows_vmap"]
+    for rec in shadows:  # LiRA's cost: S=2 shadow federations of the demo, one round timed
+        assert rec["shadows"] == 2 and rec["rounds_per_federation"] == 150
+        per_hour = 3600 / (rec["seconds_per_shadow_round"] * 150)
+        assert rec["shadow_federations_per_hour"] == pytest.approx(per_hour) and per_hour > 0
+    by = {(rec["mode"], rec["clients"]): rec for rec in doc["records"] if "clients" in rec}
     modes = ("engine_seq", "engine_mesh", "python_loop")
     assert set(by) == {(m, n) for m in modes for n in (2, 3)}
     # the CPU split in two for engine_mesh alone; 3 clients pad to 4 slots on 2 devices

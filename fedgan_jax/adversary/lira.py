@@ -184,6 +184,37 @@ def shadow_program(
     return one
 
 
+def make_shadow_trainer(
+    fed: Federation,
+    init_fn: Callable[[PRNGKey], Params],
+    *,
+    rounds: int,
+    keep_rounds: Sequence[int] = (),
+    run_axis: str = "map",
+) -> Callable[[ClientData, PRNGKey], Shadows]:
+    """``train(clients [S, N, capacity, ...], key) -> Shadows``, jitted once: the S shadow
+    federations as one program, `shadow_program` over the shadow axis by ``jax.vmap``
+    (`run_axis` ``vmap``) or ``jax.lax.map`` (``map``). Shadow s runs on key
+    ``fold_in(key, s)``; `fed` is the real federation's (same hyper-parameters)."""
+    if run_axis not in RUN_AXES:
+        raise ConfigError(f"run_axis={run_axis!r}: one of {RUN_AXES}")
+    one = shadow_program(fed, init_fn, rounds=rounds, keep_rounds=keep_rounds)
+
+    @jax.jit
+    def program(clients, key):
+        num_shadows = clients.counts.shape[0]
+        keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(num_shadows))
+        if run_axis == "vmap":
+            return jax.vmap(one)(clients, keys)
+        return jax.lax.map(lambda a: one(*a), (clients, keys))
+
+    def train(clients: ClientData, key: PRNGKey) -> Shadows:
+        params, snapshots = program(jax.tree.map(jnp.asarray, clients), key)
+        return Shadows(params=params, snapshots=snapshots)
+
+    return train
+
+
 def train_shadows(
     fed: Federation,
     init_fn: Callable[[PRNGKey], Params],
@@ -195,23 +226,11 @@ def train_shadows(
     run_axis: str = "map",
 ) -> Shadows:
     """Trains the S shadow federations of ``clients [S, N, capacity, ...]`` (e.g. from
-    `shadow_clients`) as one jitted program: `shadow_program` over the shadow axis, by
-    ``jax.vmap`` (`run_axis` ``vmap``) or ``jax.lax.map`` (``map``). Shadow s runs on key
-    ``fold_in(key, s)``; `fed` is the real federation's (same hyper-parameters)."""
-    if run_axis not in RUN_AXES:
-        raise ConfigError(f"run_axis={run_axis!r}: one of {RUN_AXES}")
-    one = shadow_program(fed, init_fn, rounds=rounds, keep_rounds=keep_rounds)
-    num_shadows = clients.counts.shape[0]
-
-    @jax.jit
-    def program(clients, key):
-        keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(num_shadows))
-        if run_axis == "vmap":
-            return jax.vmap(one)(clients, keys)
-        return jax.lax.map(lambda a: one(*a), (clients, keys))
-
-    params, snapshots = program(jax.tree.map(jnp.asarray, clients), key)
-    return Shadows(params=params, snapshots=snapshots)
+    `shadow_clients`) to round `rounds`: `make_shadow_trainer` called once."""
+    trainer = make_shadow_trainer(
+        fed, init_fn, rounds=rounds, keep_rounds=keep_rounds, run_axis=run_axis
+    )
+    return trainer(clients, key)
 
 
 def _masked_median(values: jax.Array, mask: jax.Array) -> jax.Array:
