@@ -33,19 +33,28 @@ def cell(values) -> str:
 
 
 def participant(paths) -> None:
-    rows, meta = [], []
+    rows, meta, seen = [], [], {}
     for path in paths:
         with open(path) as f:
             got = json.load(f)
-        rows += got["rows"]
+        for r in got["rows"]:
+            # Runs with other S repeat the seed's real federation and passive scores: keep
+            # one, and say whether the repeat reproduced it.
+            key = (r["seed"], r["pool"], r["attack"], r["shadows"])
+            if key in seen:
+                same = all(seen[key][k] == v for k, v in r.items() if k != "seconds")
+                print(f"  repeated {key}: {'identical' if same else 'DIFFERS'}")
+                continue
+            seen[key] = r
+            rows.append(r)
         meta.append((got["commit"][:7], " ".join(got["argv"][1:])))
     accuracy = {r["seed"]: r["accuracy"] for r in rows if r["attack"] == "test_accuracy"}
-    seconds = {r["seed"]: r["seconds"] for r in rows}
+    seconds = {(r["seed"], r["shadows"]): r["seconds"] for r in rows if r["shadows"]}
     print("Participant (studies/lira_shadows.py)")
     for commit, argv in meta:
         print(f"  commit {commit}: {argv}")
     print("  test accuracy per seed:", {s: round(a, 3) for s, a in sorted(accuracy.items())})
-    print("  wall seconds per seed:", {s: round(t) for s, t in sorted(seconds.items())})
+    print("  wall seconds per (seed, S):", {k: round(t) for k, t in sorted(seconds.items())})
     print("\n| pool | attack | S | seeds | AUC | TPR@1%FPR | TPR@0.1%FPR |")
     print("|---|---|---|---|---|---|---|")
     for pool in ("within", "strict"):
