@@ -15,8 +15,14 @@ agree and that the model is the same bit for bit).
 Candidates: ``--per_group`` of the victim's training records (members), the held-out test
 records of the victim's classes, and ``--per_group`` records of the benign participants
 other than the victim (2, 3, 4), each a seeded sample. Every attack scores all of them;
-each is reported twice: members against the held-out records (the strict protocol's hard
-case) and members against the other participants' records (the paper's protocol).
+each is reported three times: members against the held-out records (the strict protocol's
+hard case), against the other participants' records (the paper's protocol), and against
+both (``strict``: the others' records and a seeded sample of as many held-out records as
+members, the strict protocol's target set).
+
+``--per_class``, ``--local_epochs``, ``--batch_size``, ``--learning_rate`` and
+``--pad_to_batch`` build other federations (docs/frontier.md: the memorising one of
+studies/lira_shadows.py); their defaults are the demo-sized federation above.
 
 Attacks: FedMIA (``loss`` and ``cosine`` statistics) and source inference (the victim's
 summed log-posterior) over the last ``--attack_rounds`` rounds; ``loss_calibrated`` and
@@ -44,6 +50,15 @@ _ATTACK = flags.DEFINE_integer("attack_rounds", 10, "The last rounds the attacks
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (partition, init, rounds).")
 _PER_GROUP = flags.DEFINE_integer("per_group", 200, "Members and others' records sampled.")
 _JSON = flags.DEFINE_string("json", None, "Also write every row here.")
+_PER_CLASS = flags.DEFINE_integer("per_class", 0, "Training records kept per class (0: all).")
+_EPOCHS = flags.DEFINE_integer("local_epochs", 1, "Local epochs per round (E).")
+_BATCH = flags.DEFINE_integer("batch_size", 64, "Local batch size.")
+_LR = flags.DEFINE_float("learning_rate", 0.05, "Clients' SGD rate.")
+_PAD = flags.DEFINE_bool(
+    "pad_to_batch",
+    False,
+    "Pad each participant's records to a multiple of the batch, as studies/lira_shadows.py does.",
+)
 
 ADVERSARY, VICTIM, N = 0, 1, 5
 FPRS = (0.01, 0.001)
@@ -83,18 +98,19 @@ def attack_round(apply_fn, view, x, y):
 
 
 def run_seed(seed, rounds, attack_rounds, per_group):
-    data = fj.load_dataset("mnist", "bundled")
+    data = fj.load_dataset("mnist", "bundled", max_train_per_class=_PER_CLASS.value)
     part = fj.clients_from_arrays(
-        data.train_x, data.train_y, num_clients=N, adversary=ADVERSARY, victim=VICTIM, seed=seed
-    )
+        data.train_x, data.train_y, num_clients=N, adversary=ADVERSARY, victim=VICTIM, seed=seed,
+        multiple_of=_BATCH.value if _PAD.value else 1,
+    )  # fmt: skip
     model = fj.classifier("mnist")
 
     def apply_fn(p, x):
         return model.apply({"params": p}, x)
 
     fed = fj.federated_averaging(
-        apply_fn, num_clients=N, batch_size=64, learning_rate=0.05, client_chunk=1,
-        server_view="uploads",
+        apply_fn, num_clients=N, local_epochs=_EPOCHS.value, batch_size=_BATCH.value,
+        learning_rate=_LR.value, client_chunk=1, server_view="uploads",
     )  # fmt: skip
     x, y, group = candidates(data, part, np.random.default_rng(seed), per_group)
     server = fed.init(fj.init_params(model, jax.random.key(seed), x[:1]))
@@ -125,11 +141,25 @@ def run_seed(seed, rounds, attack_rounds, per_group):
     return rows(totals, flags_, group, is_in, seed, accuracy)
 
 
+def strict_keep(group, seed):
+    """The strict protocol's targets among the candidates: the members, the other
+    participants' records and a seeded sample of as many held-out records as members."""
+    held = np.flatnonzero(group == 1)
+    chosen = np.random.default_rng(seed).permutation(held)[: int((group == 0).sum())]
+    keep = (group == 0) | (group == 2)
+    keep[chosen] = True
+    return keep
+
+
 def rows(totals, flags_, group, is_in, seed, accuracy):
     out = []
+    keeps = {
+        "held_out": (group == 0) | (group == 1),
+        "others": (group == 0) | (group == 2),
+        "strict": strict_keep(group, seed),
+    }
     for (attack, view), scores in totals.items():
-        for against, neg in (("held_out", 1), ("others", 2)):
-            keep = (group == 0) | (group == neg)
+        for against, keep in keeps.items():
             member = group[keep] == 0
             decisions = is_in[keep] if attack == "label_rule" else scores[keep] > 0
             m = fj.membership_metrics(member, scores[keep], decisions)

@@ -27,6 +27,7 @@ seeds, and the cost of the shadows (shadow federations per hour, compile include
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -53,6 +54,7 @@ _LR = flags.DEFINE_float("learning_rate", 0.05, "Clients' SGD rate.")
 _KEEP = flags.DEFINE_list("keep_rounds", ["5", "10", "15"], "Rounds kept for lira_snap.")
 _AXIS = flags.DEFINE_enum("run_axis", "map", lira.RUN_AXES, "How the shadows are mapped.")
 _POOLS = flags.DEFINE_list("pools", ["within", "strict"], "Candidate pools.")
+_JSON = flags.DEFINE_string("json", None, "Also write every per-seed row here.")
 
 ADVERSARY, VICTIM, K = 0, 1, 2
 LEVELS = ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")
@@ -167,7 +169,7 @@ def _seed(seed: int, data, costs: list) -> dict:
     ctx = dict(fed=fed, init=init, apply_fn=apply_fn, view=view, keep=keep)
     accuracy = float((jnp.argmax(apply_fn(target, data.test_x), -1) == data.test_y).mean())
     print(f"seed {seed}: real federation, test accuracy {accuracy:.3f}", flush=True)
-    rows = {}
+    rows = {("-", "test_accuracy", 0): {"accuracy": accuracy}}
     for name, pool in _pools(part, data, seed).items():
         passive = _passive(apply_fn, target, *pool, part.declared[VICTIM])
         rows |= {(name, attack, 0): m for attack, m in passive.items()}
@@ -184,6 +186,8 @@ def _table(per_seed: list[dict]) -> None:
     print("\n| pool | attack | S | AUC | TPR@1%FPR | TPR@0.1%FPR |")
     print("|---|---|---|---|---|---|")
     for row in per_seed[0]:
+        if row[0] == "-":
+            continue
         cells = []
         for level in LEVELS:
             v = np.array([r[row][level] for r in per_seed])
@@ -198,10 +202,23 @@ def main(argv):
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     name = [line.split(":", 1)[1].strip() for line in cpu.splitlines() if "Model name" in line]
     print(f"CPU: {name[0] if name else 'unknown'}, {os.cpu_count()} cores, jax {jax.__version__}")
-    costs, per_seed = [], []
+    costs, per_seed, seconds = [], [], []
     for seed in map(int, _SEEDS.value):
+        start = time.perf_counter()
         per_seed.append(_seed(seed, data, costs))
+        seconds.append(time.perf_counter() - start)
+        print(f"seed {seed}: {seconds[-1]:.0f} s", flush=True)
     _table(per_seed)
+    if _JSON.value:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+        rows = [
+            dict(seed=int(seed), pool=pool, attack=attack, shadows=s, seconds=t, **m)
+            for seed, got, t in zip(_SEEDS.value, per_seed, seconds, strict=True)
+            for (pool, attack, s), m in got.items()
+        ]
+        os.makedirs(os.path.dirname(_JSON.value) or ".", exist_ok=True)
+        with open(_JSON.value, "w") as f:
+            json.dump(dict(commit=commit.stdout.strip(), argv=sys.argv, cpu=name, rows=rows), f)
     print(f"\n(mean ± std over seeds {','.join(_SEEDS.value)}; S '-': no shadows)")
     for s in sorted({s for s, _ in costs}):
         seconds = [t for k, t in costs if k == s]
