@@ -70,6 +70,7 @@ _SHADOWS = flags.DEFINE_list(
     "shadows", ["4"], "LiRA shadow federations (S) per shadow row on the demo data; empty: none."
 )
 _SHADOW_ROUNDS = flags.DEFINE_integer("shadow_rounds", 2, "Timed rounds per shadow row.")
+_SHADOW_AXES = flags.DEFINE_list("shadow_axes", ["map", "vmap"], "How the shadows are mapped.")
 _TORCH_PYTHON = flags.DEFINE_string(
     "torch_python",
     sys.executable,
@@ -450,7 +451,7 @@ def _sweep_records(emit, runs_list, rounds):
             )
 
 
-def _shadow_records(emit, shadows_list, rounds):
+def _shadow_records(emit, shadows_list, rounds, axes):
     """LiRA's cost: S shadow federations of the demo (bundled MNIST, 5 participants, every
     candidate of the victim's classes IN in S/2; `driver/shadows.py`), `rounds` rounds
     each as one program (`lira.train_shadows`, map and vmap over the shadows), compile
@@ -485,7 +486,7 @@ def _shadow_records(emit, shadows_list, rounds):
     for num in shadows_list:
         masks = np.asarray(lira.shadow_masks(jax.random.key(0), len(pool_y), num)) & candidate
         clients = lira.shadow_clients(view, masks, pool_x, pool_y)
-        for axis in lira.RUN_AXES:
+        for axis in axes:
             train = lira.make_shadow_trainer(fed, init, rounds=rounds, run_axis=axis)
             tic = time.perf_counter()
             jax.block_until_ready(train(clients, jax.random.key(1)).params)  # compiles
@@ -622,7 +623,8 @@ def main(argv):
     if _SWEEP_RUNS.value:
         _sweep_records(emit, [int(r) for r in _SWEEP_RUNS.value], _SWEEP_ROUNDS.value)
     if _SHADOWS.value:
-        _shadow_records(emit, [int(v) for v in _SHADOWS.value], _SHADOW_ROUNDS.value)
+        shadows = [int(v) for v in _SHADOWS.value]
+        _shadow_records(emit, shadows, _SHADOW_ROUNDS.value, _SHADOW_AXES.value)
     _torch_records(emit, counts, threads=os.cpu_count() or 1)
     if _PROFILE.value:  # where a training step's time goes, layer by layer
         out["layer_profile_ms"] = _layer_profile(_BATCH.value, _REPEATS.value)

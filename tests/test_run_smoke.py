@@ -166,6 +166,7 @@ def test_benchmark_document_and_its_report(tmp_path):
         "--sweep_runs=",
         "--shadows=2",
         "--shadow_rounds=1",
+        "--shadow_axes=map",
         "--torch_python=",
         f"--json={path}",
     ]
@@ -173,7 +174,7 @@ def test_benchmark_document_and_its_report(tmp_path):
     with open(path) as f:
         doc = json.load(f)
     shadows = [rec for rec in doc["records"] if rec["mode"].startswith("lira_shadows_")]
-    assert sorted(rec["mode"] for rec in shadows) == ["lira_shadows_map", "lira_shadows_vmap"]
+    assert [rec["mode"] for rec in shadows] == ["lira_shadows_map"]
     for rec in shadows:  # LiRA's cost: S=2 shadow federations of the demo, one round timed
         assert rec["shadows"] == 2 and rec["rounds_per_federation"] == 150
         per_hour = 3600 / (rec["seconds_per_shadow_round"] * 150)
@@ -188,7 +189,7 @@ def test_benchmark_document_and_its_report(tmp_path):
     # record's fraction is against it
     assert doc["sgemm_gflops"] == max(doc["sgemm_gflops_measured"])
     assert len(doc["sgemm_gflops_measured"]) == 2
-    for rec in doc["records"]:
+    for rec in by.values():
         assert rec["fraction_of_peak"] == pytest.approx(
             rec["achieved_gflops"] / doc["sgemm_gflops"]
         )
