@@ -20,9 +20,12 @@ test against OUT alone (`lira.lira_scores`).
 
 from __future__ import annotations
 
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from fedgan_jax.adversary import lira
 from fedgan_jax.adversary.view import AdversaryView
@@ -60,11 +63,18 @@ def lira_z(
     runs = int(np.asarray(view.victim).shape[0])
     out = {a: np.zeros((runs, pool_y.shape[0]), np.float32) for a in wanted}
     for r in range(runs):
+        tic = time.perf_counter()
+        logging.info(
+            "LiRA: %d shadow federations of %d rounds (run %d of %d), one program; "
+            "about %d federations' time",
+            config.attack.lira_shadows, config.fl.rounds, r + 1, runs, config.attack.lira_shadows,
+        )  # fmt: skip
         one = jax.tree.map(lambda a, r=r: a[r], view)
         params = jax.tree.map(lambda a, r=r: a[r], latest)
         scores = _one_run(config, fed, init, apply_fn, params, one, keys.lira[r], pool_x, pool_y)
         for a in wanted:
             out[a][r] = scores[a]
+        logging.info("LiRA: run %d of %d scored in %.0f s", r + 1, runs, time.perf_counter() - tic)
     return out
 
 
