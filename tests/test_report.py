@@ -237,13 +237,13 @@ def test_lever_passes_interleave_the_levers_with_baselines():
     ]  # fmt: skip
 
 
-def _experiment_stdout(script: str, *args: str) -> str:
-    """What ``experiments/<script> <args>`` prints (it must exit 0 within 10 minutes)."""
+def _study_stdout(script: str, *args: str) -> str:
+    """What ``studies/<script> <args>`` prints (it must exit 0 within 10 minutes)."""
     import subprocess
     import sys
 
     done = subprocess.run(
-        [sys.executable, f"experiments/{script}", *args],
+        [sys.executable, f"studies/{script}", *args],
         capture_output=True,
         text=True,
         timeout=600,
@@ -262,7 +262,7 @@ def test_step_levers_compute_the_engines_function():
     happen would leave them at the f32 parameters)."""
     import re
 
-    stdout = _experiment_stdout("step_levers.py", "--steps=3", "--repeats=1")
+    stdout = _study_stdout("step_levers.py", "--steps=3", "--repeats=1")
     rows = re.findall(r"^\| (\w+) \| [\d.]+ \| [\d,]+ \| [\d.]+ \| ([\d.e+-]+) \|$", stdout, re.M)
     assert [name for name, _ in rows] == [
         "engine",
@@ -293,7 +293,7 @@ def test_step_profile_attributes_every_matmul_to_its_layer():
     a product twice, would print another)."""
     import re
 
-    stdout = _experiment_stdout("step_profile.py", "--steps=2", "--repeats=2")
+    stdout = _study_stdout("step_profile.py", "--steps=2", "--repeats=2")
     # Per step of 64: forward 2*M*N*K of conv 1, conv 2, dense 1, dense 2; backward the
     # same for every kernel gradient and for every input gradient but the first conv's.
     forward = 2 * (36864 * 16 * 25 + 4096 * 32 * 400 + 64 * 1000 * 512 + 64 * 10 * 1000)
