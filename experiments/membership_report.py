@@ -1,6 +1,7 @@
 """Membership within the victim's classes, recomputed from a sweep's membership.npz files.
 
-    python experiments/membership_report.py --workdir=runs/membership
+    python experiments/membership_report.py --workdir=runs/membership   # a sweep
+    python experiments/membership_report.py --workdir=runs/frontier     # one run
 
 The strict protocol's non-members are the other participants' records *and* held-out
 records of the victim's classes; a label rule already ranks the former low. This table
@@ -50,7 +51,9 @@ def within_class(run_dir: str) -> dict[str, tuple[float, float, float]]:
 def main(argv):
     del argv
     groups: dict[str, list[dict]] = {}
-    for run_dir in sorted(glob.glob(os.path.join(_WORKDIR.value, "runs", "*"))):
+    single = os.path.exists(os.path.join(_WORKDIR.value, "membership.npz"))  # one run
+    found = [_WORKDIR.value] if single else glob.glob(os.path.join(_WORKDIR.value, "runs", "*"))
+    for run_dir in sorted(found):
         if os.path.exists(os.path.join(run_dir, "results.json")):
             setting = os.path.basename(run_dir).rsplit("_seed", 1)[0]
             groups.setdefault(setting, []).append(within_class(run_dir))
