@@ -44,7 +44,7 @@ from fedgan_jax.driver.simulation import (  # noqa: E402
     candidate_pool,
     initial_state,
     run_keys,
-    server_round,
+    run_round,
 )
 from fedgan_jax.evaluation import metrics
 
@@ -152,7 +152,7 @@ def _ascent_and_watch(ctx, plan, restored, targets):
 def _step(*, engine, config, setup, state, clients, keys, test, inputs):
     """One round, and what the adversary keeps of it here: M_t and the update's norm."""
     last = state.server.params
-    state = server_round(engine, config, setup, state, clients, keys, test, inputs)
+    state, _ = run_round(engine, config, setup, state, clients, keys, test, inputs)
     norm = jax.vmap(optax.tree.norm)(jax.tree.map(jnp.subtract, state.server.params, last))
     return state.replace(
         adversary=state.adversary.replace(latest=state.server.params, last_update_norm=norm)

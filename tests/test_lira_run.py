@@ -9,8 +9,7 @@ import pytest
 from fedgan_jax.core.errors import ConfigError
 from fedgan_jax.driver import config_lib
 from fedgan_jax.driver.experiment import train_and_evaluate
-from fedgan_jax.evaluation import metrics
-from tests.test_membership import _auc_vs_held_out, memorising_config
+from tests.test_membership import _auc_vs_held_out, assert_recomputable, memorising_config
 
 LIRA = ("lira", "lira_offline")
 
@@ -30,15 +29,7 @@ def lira_run(tmp_path_factory):
 
 def test_lira_scores_are_reported_and_recomputable(lira_run):
     workdir, result = lira_run
-    npz = np.load(os.path.join(workdir, "membership.npz"))
-    for attack in LIRA:
-        got = metrics.membership_metrics(
-            npz["is_member__strict"],
-            npz[f"score__{attack}__strict"],
-            npz[f"decision__{attack}__strict"],
-        )
-        for name, value in got.items():
-            assert result["attacks"][attack]["strict"][name] == pytest.approx(value), name
+    assert_recomputable(workdir, result, LIRA)
 
 
 def test_lira_separates_memorised_members_from_held_out_records(lira_run):

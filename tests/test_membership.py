@@ -157,17 +157,22 @@ def test_gradient_ascent_upload_costs_its_round_only(memorised):
     assert ascent["upload"]["accuracy_at"][0] < honest["upload"]["accuracy_at"][0] - 0.05
 
 
+def assert_recomputable(workdir, result, attacks, protocol="strict"):
+    """Every metric results.json reports for `attacks`, from membership.npz's scores."""
+    npz = np.load(os.path.join(workdir, "membership.npz"))
+    for attack in attacks:
+        got = metrics.membership_metrics(
+            npz[f"is_member__{protocol}"],
+            npz[f"score__{attack}__{protocol}"],
+            npz[f"decision__{attack}__{protocol}"],
+        )
+        for name, value in got.items():
+            assert result["attacks"][attack][protocol][name] == pytest.approx(value), name
+
+
 def test_new_attacks_recomputed_from_membership_npz(memorised):
     for workdir, result in memorised.values():
-        npz = np.load(os.path.join(workdir, "membership.npz"))
-        for attack in NEW:
-            got = metrics.membership_metrics(
-                npz["is_member__strict"],
-                npz[f"score__{attack}__strict"],
-                npz[f"decision__{attack}__strict"],
-            )
-            for name, value in got.items():
-                assert result["attacks"][attack]["strict"][name] == pytest.approx(value), name
+        assert_recomputable(workdir, result, NEW)
 
 
 def _linear(params, x):

@@ -185,22 +185,6 @@ def learning_rate(config: Config, t: int) -> np.float32:
     )
 
 
-def server_round(
-    engine: Engine,
-    config: Config,
-    setup: Setup,
-    state: RunState,
-    clients,
-    keys: Keys,
-    test,
-    adversary_inputs=None,
-) -> RunState:
-    """Round t on the server (FedAvg) and in the experimenter's log (not the adversary's).
-    With `adversary_inputs` (its malicious upload this round) the adversary's slot runs
-    its own update; without, every participant trains honestly (the honest program)."""
-    return run_round(engine, config, setup, state, clients, keys, test, adversary_inputs)[0]
-
-
 SEEN = ("uploads", "upload_sum", "weight_sum")  # what the server hands a colluding adversary
 
 
@@ -214,8 +198,11 @@ def run_round(
     test,
     adversary_inputs=None,
 ) -> tuple[RunState, dict]:
-    """`server_round`, and what the round handed out of the server's view (on device:
-    the selected clients and their uploads, or their sums; empty unless colluding)."""
+    """Round t on the server (FedAvg) and in the experimenter's log (not the adversary's),
+    and what the round handed out of the server's view (on device: the selected clients
+    and their uploads, or their sums; empty unless colluding). With `adversary_inputs`
+    (its malicious upload this round) the adversary's slot runs its own update; without,
+    every participant trains honestly (the honest program)."""
     t = state.round + 1
     program = engine.server if adversary_inputs is None else engine.upload
     params, metrics = program.round(
