@@ -22,6 +22,9 @@
 # (SELECT_MODES changes the modes). `select_patience`: prior with gan.select=own_mmd and
 # gan.select_patience in PATIENCES (0, 2, 4), seeds PATIENCE_SEEDS (10-12: chosen on these,
 # reported on 0-2), at each budget in PATIENCE_BUDGETS (demo_long = 5x, demo_modes = demo).
+# `frontier` / `fashion_frontier`: every membership attack of configs/demo_frontier.py /
+# configs/fashion_frontier.py, 3 seeds, with LiRA (online and offline) on LIRA_SHADOWS (16)
+# shadow federations; the colluding server watches the last 3 rounds (docs/frontier.md).
 set -u -o pipefail
 OUT=${OUT:-runs/device_sweeps}
 PY=${PY:-python3}
@@ -98,8 +101,15 @@ for what in "${@:-hidden overlap dp dpsgd ascent}"; do
           sweep "fashion_k$k" fashion_mnist $FASHION "--config.sweep.label_counts=($k,)" \
             "--config.sweep.seeds=(0, 1, 2)"
         done ;;
+      frontier | fashion_frontier)
+        frontier_extra=()
+        [ "$name" = fashion_frontier ] && frontier_extra=("$FASHION"
+          "--config.attack.attacks=('gan', 'global_model', 'loss_threshold', 'loss_calibrated', 'trajectory', 'gradient_ascent', 'lira', 'lira_offline', 'source_inference', 'fedmia')")
+        sweep "$name" "${name/#frontier/demo_frontier}" "${frontier_extra[@]}" \
+          --config.attack.lira_shadows="${LIRA_SHADOWS:-16}" "--config.sweep.label_counts=(2,)" \
+          "--config.sweep.seeds=(0, 1, 2)" ;;
       *)
-        echo "unknown sweep: $name (hidden overlap dp dpsgd ascent fashion_grid fashion select_long select_demo select_patience)" >&2
+        echo "unknown sweep: $name (hidden overlap dp dpsgd ascent fashion_grid fashion select_long select_demo select_patience frontier fashion_frontier)" >&2
         exit 2 ;;
     esac
   done

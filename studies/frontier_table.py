@@ -5,6 +5,13 @@ seeds (`fedgan_jax.evaluation.intervals`), one table per threat model.
     PYTHONPATH=. python studies/frontier_table.py \
         --lira=runs/frontier_lira_seed0.json,runs/frontier_lira_seed1.json,... \
         --colluding=runs/frontier_colluding.json
+    PYTHONPATH=. python studies/frontier_table.py \
+        --sweep=runs/memo/colluding_pc10_e3.json,runs/memo/colluding_pc10_e10.json,...
+
+``--sweep`` takes several JSONs of studies/colluding_server.py, one federation each (its
+``--per_class`` and ``--local_epochs`` read from the recorded argv), and prints one line
+per federation: per attack, the strict protocol's TPR at 1% FPR and the AUC within the
+victim's classes (members against the held-out records of its classes).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from fedgan_jax.evaluation import intervals  # noqa: E402
 
 _LIRA = flags.DEFINE_list("lira", [], "JSON files of studies/lira_shadows.py --json.")
 _COLLUDING = flags.DEFINE_string("colluding", None, "JSON of studies/colluding_server.py.")
+_SWEEP = flags.DEFINE_list("sweep", [], "JSONs of studies/colluding_server.py, one per federation.")
 
 PARTICIPANT = ("label_rule", "loss_calibrated", "lira", "lira_offline", "lira_global", "lira_snap")
 SERVER = ("label_rule", "loss_calibrated", "fedmia_loss", "fedmia_cosine", "source_inference")
@@ -95,6 +103,53 @@ def server(path) -> None:
                 print(f"| {pool} | {attack} | {view} | {len(rs)} | " + " | ".join(cells) + " |")
 
 
+SWEEP = (
+    ("label_rule", "open"),
+    ("loss_calibrated", "open"),
+    ("fedmia_loss", "open"),
+    ("fedmia_cosine", "open"),
+    ("fedmia_cosine", "secure"),
+    ("source_inference", "open"),
+)
+
+
+def flag_value(argv, name: str, default: str) -> str:
+    """The value of ``--name=value`` in a recorded command line (the flag's default if absent)."""
+    for arg in argv:
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+    return default
+
+
+def sweep(paths) -> None:
+    cells = []
+    for path in paths:
+        with open(path) as f:
+            got = json.load(f)
+        per_class = int(flag_value(got["argv"], "per_class", "0"))
+        epochs = int(flag_value(got["argv"], "local_epochs", "1"))
+        cells.append((per_class, epochs, got))
+    print("\nMemorisation sweep (studies/colluding_server.py), commits:",
+          sorted({got["commit"][:7] for _, _, got in cells}))  # fmt: skip
+    names = [f"{a} ({v})" if a.startswith("fedmia_cosine") else a for a, v in SWEEP]
+    for field, against, title in (
+        ("tpr_at_1pct_fpr", "strict", "strict protocol, TPR at 1% FPR"),
+        ("auc", "held_out", "within the victim's classes, AUC"),
+    ):
+        print(f"\n{title}\n")
+        print("| records per class | E | seeds | test acc. | " + " | ".join(names) + " |")
+        print("|---" * (4 + len(names)) + "|")
+        for per_class, epochs, got in sorted(cells, key=lambda c: c[:2]):
+            rows = got["rows"]
+            acc = {r["seed"]: r["main_task_accuracy"] for r in rows}
+            line = [str(per_class), str(epochs), str(len(acc)), cell(list(acc.values()))]
+            for attack, view in SWEEP:
+                want = (against, attack, view)
+                rs = [r for r in rows if (r["against"], r["attack"], r["view"]) == want]
+                line.append(cell([r[field] for r in rs]) if rs else "-")
+            print("| " + " | ".join(line) + " |")
+
+
 def main(argv):
     del argv
     print(intervals.NOTE)
@@ -102,6 +157,8 @@ def main(argv):
         participant(_LIRA.value)
     if _COLLUDING.value:
         server(_COLLUDING.value)
+    if _SWEEP.value:
+        sweep(_SWEEP.value)
 
 
 if __name__ == "__main__":
