@@ -27,7 +27,7 @@ from tqdm import tqdm
 from fedgan_jax.core.errors import FedGanError, Interrupted, StorageError, WorkdirError
 from fedgan_jax.core.types import Config
 from fedgan_jax.data import datasets as data
-from fedgan_jax.driver import collusion, config_lib, distributed, outputs, preflight
+from fedgan_jax.driver import collusion, config_lib, distributed, outputs, preflight, shadows
 from fedgan_jax.driver.adversary import adversary_view
 from fedgan_jax.driver.checkpointing import CONFIG_FILE, Checkpointer, claim_workdir
 from fedgan_jax.driver.engine import (
@@ -191,12 +191,30 @@ def run_batch(
             ckpt.close()
         timings = {"federation": time.perf_counter() - federation_tic}
         attack_tic = time.perf_counter()
+        if progress:
+            tqdm.write(attack_notice(config, len(runs)))
         out = attack_phase(engine, config, setup, state, view=view, keys=keys)
         timings |= {"attack": time.perf_counter() - attack_tic, "runs_in_batch": len(runs)}
+        if progress:
+            tqdm.write(f"attacks scored in {timings['attack']:.0f} s")
         extra = {"timings": timings, "resumed_from_round": resumed_from, "memory": memory}
         if not writer:
             return [{} for _ in runs]
         return _write_all(config, setup, state, out, workdirs, tic, extra)
+
+
+def attack_notice(config: Config, runs: int) -> str:
+    """The line printed when the rounds end: which attacks are scored now and, with LiRA,
+    that its shadow federations (one compiled program, silent until it ends) take about
+    as long as that many federations."""
+    line = f"scoring the attacks: {', '.join(config.attack.attacks)}"
+    if any(a in shadows.LIRA_ATTACKS for a in config.attack.attacks):
+        s = config.attack.lira_shadows
+        line += (
+            f"; LiRA trains {s} shadow federations of {config.fl.rounds} rounds"
+            f"{' per run' if runs > 1 else ''}, about {s * runs} federations' time"
+        )
+    return line
 
 
 def _start(engine: Engine, config: Config, setup: Setup):
