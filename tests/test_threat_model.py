@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedgan_jax.adversary import gan
+from fedgan_jax.adversary import gan_config
 from fedgan_jax.data.partition import ClientData
 from fedgan_jax.driver import adversary as adv
 from fedgan_jax.driver.engine import common_capacity, deal_runs, place_clients, prepare, run_of
@@ -175,7 +175,7 @@ def _federate(config):
     return engine, setup, keys, view, recorded
 
 
-@pytest.mark.parametrize("mode", gan.MODES)
+@pytest.mark.parametrize("mode", gan_config.MODES)
 def test_other_participants_records_change_nothing_the_adversary_computes(tiny, mode):
     config = tiny
     config.gan.mode = mode

@@ -91,7 +91,7 @@ def check_config(section, rounds: int, attacks: tuple[str, ...], num_participant
 class Plan:
     """The adversary's static settings, read once from the config."""
 
-    trigger: str  # accuracy | own_accuracy | round (gan.TRIGGERS)
+    trigger: str  # accuracy | own_accuracy | round (gan_config.TRIGGERS)
     trigger_accuracy: float
     trigger_round: int
     uses_gan: bool  # the gan attack is configured: the generator trains
@@ -179,7 +179,7 @@ class AdversaryProgram(NamedTuple):
     pool_logits: Callable  # (params, x [n, ...]) -> [R, n, C]: the candidate targets
     keep: Callable  # (snapshots.params, params, slot) -> snapshots.params (in place)
     own_bias_update: Callable  # (params, view, key, lr) -> [R, C]: its own update's bias change
-    # (generator params, global params, view, keys.select) -> [R] (gan.own_class_mmd)
+    # (generator params, global params, view, keys.select) -> [R] (gan_selection.own_class_mmd)
     gan_score: Callable
     # (M_{t-1}, the round's server view, pool_x, pool_y, view) -> its sums' increments
     # (collusion.build_program); None when it does not collude

@@ -8,7 +8,7 @@ by the module that uses it, with the field checkers of `fedgan_jax.core.checks`:
     fl          federated.check_config      model       models.check_config
     fl (DP)     privacy.check_config
     eval        training.check_config       attack      attack.check_config
-    gan         gan.check_config
+    gan         gan_config.check_config
 
     adversary   adversary.check_config
 
@@ -27,7 +27,7 @@ from collections.abc import Iterable
 
 from absl import logging
 
-from fedgan_jax.adversary import attack, gan
+from fedgan_jax.adversary import attack, gan_config
 from fedgan_jax.core import checks
 from fedgan_jax.core.errors import ConfigError
 from fedgan_jax.data import datasets as data
@@ -55,7 +55,7 @@ def validate(config, *, label_counts: Iterable[int] | None = None) -> None:
     training.check_config(config.eval)
     rounds = config.fl.rounds
     attacks = attack.check_config(config.attack)
-    gan.check_config(config.gan, rounds=rounds, uses_gan="gan" in attacks)
+    gan_config.check_config(config.gan, rounds=rounds, uses_gan="gan" in attacks)
     _check_sweep_modes(config.gan, tuple(config.sweep.gan_modes), rounds, "gan" in attacks)
     adversary.check_config(config.adversary, rounds, attacks, config.fl.num_participants)
     checks.integer("checkpoint.every", config.checkpoint.every, 0)
@@ -101,7 +101,7 @@ def _check_sweep_modes(g, modes: tuple[str, ...], rounds: int, uses_gan: bool) -
         variant = g.copy_and_resolve_references()
         variant.mode = mode
         try:
-            gan.check_config(variant, rounds=rounds, uses_gan=uses_gan)
+            gan_config.check_config(variant, rounds=rounds, uses_gan=uses_gan)
         except ConfigError as e:
             checks.fail("sweep.gan_modes", modes, f"entry {mode!r} fails: {e}")
 
@@ -114,7 +114,7 @@ def resolve(config):
     `ConfigError`. The caller's config is left as it is.
     """
     resolved = config.copy_and_resolve_references()
-    kept, dropped = gan.split_figure_rounds(config.gan.figure_rounds, config.fl.rounds)
+    kept, dropped = gan_config.split_figure_rounds(config.gan.figure_rounds, config.fl.rounds)
     if dropped:
         logging.warning(
             "gan.figure_rounds=%r: dropped %r, beyond fl.rounds=%d",
