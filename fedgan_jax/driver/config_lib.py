@@ -10,7 +10,7 @@ by the module that uses it, with the field checkers of `fedgan_jax.core.checks`:
     eval        training.check_config       attack      attack.check_config
     gan         gan_config.check_config
 
-    adversary   adversary.check_config
+    adversary   adversary_plan.check_config
 
 This module checks the rest (seed, checkpoint, sweep) and the glue between
 sections; `preflight.check_config` the rules over several sections (fields a data source
@@ -32,7 +32,7 @@ from fedgan_jax.core import checks
 from fedgan_jax.core.errors import ConfigError
 from fedgan_jax.data import datasets as data
 from fedgan_jax.data import partition
-from fedgan_jax.driver import adversary, preflight
+from fedgan_jax.driver import adversary_plan, preflight
 from fedgan_jax.driver.engine import RUN_BATCHING
 from fedgan_jax.federation import fedavg as federated
 from fedgan_jax.federation import privacy
@@ -57,7 +57,7 @@ def validate(config, *, label_counts: Iterable[int] | None = None) -> None:
     attacks = attack.check_config(config.attack)
     gan_config.check_config(config.gan, rounds=rounds, uses_gan="gan" in attacks)
     _check_sweep_modes(config.gan, tuple(config.sweep.gan_modes), rounds, "gan" in attacks)
-    adversary.check_config(config.adversary, rounds, attacks, config.fl.num_participants)
+    adversary_plan.check_config(config.adversary, rounds, attacks, config.fl.num_participants)
     checks.integer("checkpoint.every", config.checkpoint.every, 0)
     checks.integer("checkpoint.keep", config.checkpoint.keep, 1)
     preflight.check_config(config)
