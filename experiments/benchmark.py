@@ -328,7 +328,7 @@ def _generator_records(setup, emit, key):
     import jax.numpy as jnp
     import numpy as np
 
-    from fedgan_jax.adversary import gan
+    from fedgan_jax.adversary import gan, gan_config
     from fedgan_jax.driver.adversary import AdversaryView
 
     model, params, _ = _model_for("im2col")
@@ -341,7 +341,7 @@ def _generator_records(setup, emit, key):
         victim=jnp.int32(1),
         adversary=jnp.int32(0),
     )
-    for mode in gan.MODES:
+    for mode in gan_config.MODES:
         trainer = gan.make_gan_trainer(
             image_shape=(28, 28, 1),
             num_classes=10,

@@ -36,7 +36,8 @@ from fedgan_jax.adversary.colluding import (
     source_posterior,
     threshold_at_fpr,
 )
-from fedgan_jax.adversary.gan import DGen, GanState, GanTrainer, make_gan_trainer
+from fedgan_jax.adversary.gan import GanState, GanTrainer, make_gan_trainer
+from fedgan_jax.adversary.gan_sampling import DGen
 from fedgan_jax.adversary.lira import (
     Shadows,
     likelihood_ratio,

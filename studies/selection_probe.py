@@ -12,7 +12,7 @@
 Reads back every checkpoint of a finished run (the same config flags as its launch; a
 workdir of another config is refused). For the generator of each checkpoint round t after
 the generator started it computes what the adversary can compute, label-free, at that
-check: the own-class MMD (`gan.own_class_mmd`) in pixel space and in the feature space of
+check: the own-class MMD (`gan_selection.own_class_mmd`) in pixel space and in the feature space of
 the global model of round t, with the run's own selection keys. Then, as the experimenter,
 the accuracy on the real test split of the attack classifier that D_gen from that
 generator gives: labelled by the run's final global model, trained with the run's own

@@ -50,21 +50,21 @@ MUTATIONS = [
     # --- four bugs of the label-based attacks
     Mutation(
         "ce_sign",
-        "fedgan_jax.adversary.gan",
+        "fedgan_jax.adversary.gan_objective",
         'terms["ce"] = jnp.sum(ce * w) / wsum',
         'terms["ce"] = -jnp.sum(ce * w) / wsum',
         (GAN + "test_cross_entropy_term_makes_f_assign_the_target_class",),
     ),
     Mutation(
         "disagreement_sign",
-        "fedgan_jax.adversary.gan",
+        "fedgan_jax.adversary.gan_objective",
         'terms["disagreement"] = -jnp.sum(gap * w) / wsum',
         'terms["disagreement"] = jnp.sum(gap * w) / wsum',
         (GAN + "test_disagreement_term_seeks_samples_where_the_student_disagrees",),
     ),
     Mutation(
         "realism_target_inverted",
-        "fedgan_jax.adversary.gan",
+        "fedgan_jax.adversary.gan_objective",
         "optax.sigmoid_binary_cross_entropy(fake, 1.0) * w",
         "optax.sigmoid_binary_cross_entropy(fake, 0.0) * w",
         (GAN + "test_realism_discriminator_learns_then_generator_fools_it",),
@@ -82,35 +82,35 @@ MUTATIONS = [
     # --- the other generator terms and critics
     Mutation(
         "entropy_sign",
-        "fedgan_jax.adversary.gan",
+        "fedgan_jax.adversary.gan_objective",
         'terms["entropy"] = -_entropy_of_mean(',
         'terms["entropy"] = _entropy_of_mean(',
         (GAN + "test_entropy_term_spreads_f_predictions_over_the_classes",),
     ),
     Mutation(
         "activation_sign",
-        "fedgan_jax.adversary.gan",
+        "fedgan_jax.adversary.gan_objective",
         'terms["activation"] = -jnp.sum(',
         'terms["activation"] = jnp.sum(',
         (GAN + "test_activation_term_raises_f_features",),
     ),
     Mutation(
         "diversity_sign",
-        "fedgan_jax.adversary.gan",
+        "fedgan_jax.adversary.gan_objective",
         'terms["diversity"] = -_mode_seeking(x, z, spec.num_classes)',
         'terms["diversity"] = _mode_seeking(x, z, spec.num_classes)',
         (GAN + "test_diversity_term_spreads_samples_of_a_class",),
     ),
     Mutation(
         "student_sign",
-        "fedgan_jax.adversary.gan",
+        "fedgan_jax.adversary.gan_objective",
         "return jnp.abs(_critic_apply(spec, critic_params, x) - teacher_logits).mean()",
         "return -jnp.abs(_critic_apply(spec, critic_params, x) - teacher_logits).mean()",
         (GAN + "test_student_learns_to_agree_with_the_global_model",),
     ),
     Mutation(
         "discriminator_labels_swapped",
-        "fedgan_jax.adversary.gan",
+        "fedgan_jax.adversary.gan_objective",
         "optax.sigmoid_binary_cross_entropy(real, 1.0).mean()\n"
         "        + optax.sigmoid_binary_cross_entropy(fake, 0.0).mean()",
         "optax.sigmoid_binary_cross_entropy(real, 0.0).mean()\n"
@@ -119,7 +119,7 @@ MUTATIONS = [
     ),
     Mutation(
         "global_model_not_frozen",
-        "fedgan_jax.adversary.gan",
+        "fedgan_jax.adversary.gan_objective",
         'classifier.apply({"params": lax.stop_gradient(global_params)}, x, **kw)',
         'classifier.apply({"params": global_params}, x, **kw)',
         (GAN + "test_gradient_reaches_generator_only",),
@@ -127,21 +127,21 @@ MUTATIONS = [
     # --- D_gen
     Mutation(
         "dgen_keep_ignores_target",
-        "fedgan_jax.adversary.gan",
+        "fedgan_jax.adversary.gan_sampling",
         "keep = keep & (pred == labels)",
         "keep = keep | (pred == labels)",
         (GAN + "test_sample_keeps_what_f_assigns_to_the_target",),
     ),
     Mutation(
         "dgen_keeps_undeclared_classes",
-        "fedgan_jax.adversary.gan",
+        "fedgan_jax.adversary.gan_sampling",
         "keep = view.declared_classes[labels] & (probs.max(-1) >= spec.keep_confidence)",
         "keep = probs.max(-1) >= spec.keep_confidence",
         (GAN + "test_undeclared_classes_are_never_kept",),
     ),
     Mutation(
         "dgen_labelled_by_target",
-        "fedgan_jax.adversary.gan",
+        "fedgan_jax.adversary.gan_sampling",
         "y=pred[order],",
         "y=labels[order],",
         (GAN + "test_sample_keeps_what_f_assigns_to_the_target",),

@@ -10,7 +10,7 @@ import pytest
 
 from fedgan_jax.data.partition import ClientData
 from fedgan_jax.driver import adversary as adv
-from fedgan_jax.driver import outputs
+from fedgan_jax.driver import adversary_attacks, adversary_plan, adversary_program, outputs
 from fedgan_jax.driver.simulation import gan_trainer
 from fedgan_jax.driver.state import derive_keys, plateau_restores
 from fedgan_jax.nn import models
@@ -30,7 +30,9 @@ def setting():
     class _DS:
         image_shape, num_classes = (28, 28, 1), 10
 
-    program = adv.build_program(config, clf, (28, 28, 1), RUNS, gan_trainer(config, _DS, clf))
+    program = adversary_program.build_program(
+        config, clf, (28, 28, 1), RUNS, gan_trainer(config, _DS, clf)
+    )
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (RUNS, 5, 8, 28, 28, 1)).astype(np.float32)
     y = rng.integers(0, 10, (RUNS, 5, 8)).astype(np.int32)
@@ -61,7 +63,9 @@ def _observe_all(setting, plan, announced):
 
 def test_observe_keeps_the_latest_model_and_every_kth_snapshot(setting):
     config, program, view, keys, params = setting
-    plan = dataclasses.replace(adv.Plan.from_config(config), trigger="round", trigger_round=3)
+    plan = dataclasses.replace(
+        adversary_plan.Plan.from_config(config), trigger="round", trigger_round=3
+    )
     state = _observe_all(setting, plan, np.zeros((4, RUNS)))
     jax.tree.map(np.testing.assert_array_equal, state.latest, params[4])
     np.testing.assert_array_equal(state.snapshots.round, [2, 4])
@@ -93,7 +97,7 @@ def test_own_eval_every_measures_on_its_rounds_and_the_last_only(setting):
         return jnp.full(RUNS, 0.99)
 
     plan = dataclasses.replace(
-        adv.Plan.from_config(config),
+        adversary_plan.Plan.from_config(config),
         trigger="own_accuracy",
         trigger_accuracy=0.5,
         own_eval_every=3,
@@ -110,7 +114,7 @@ def test_own_eval_every_measures_on_its_rounds_and_the_last_only(setting):
 def test_accuracy_trigger_fires_per_run_on_the_announcement(setting):
     config, *_ = setting
     plan = dataclasses.replace(
-        adv.Plan.from_config(config), trigger="accuracy", trigger_accuracy=0.5
+        adversary_plan.Plan.from_config(config), trigger="accuracy", trigger_accuracy=0.5
     )
     # run 0 reaches 0.5 in round 2, run 1 never: only run 0's generator steps
     announced = np.array([[0.1, 0.1], [0.6, 0.2], [0.4, 0.3], [0.9, 0.49]])
@@ -128,7 +132,7 @@ def test_own_mmd_keeps_the_generator_of_its_best_check(setting):
     generator is that one, not the last."""
     config, program, view, keys, params = setting
     plan = dataclasses.replace(
-        adv.Plan.from_config(config), trigger="round", trigger_round=1, select_every=1
+        adversary_plan.Plan.from_config(config), trigger="round", trigger_round=1, select_every=1
     )
     scores = iter([[3.0, 5.0], [1.0, 6.0], [2.0, 4.0], [np.nan, 7.0]])
     program = program._replace(gan_score=lambda *_: jnp.asarray(next(scores)))
@@ -158,7 +162,7 @@ def test_own_mmd_keeps_the_generator_of_its_best_check(setting):
         raise Drawn(gan_state.generator)
 
     with pytest.raises(Drawn) as drawn:
-        adv.attack_targets(
+        adversary_attacks.attack_targets(
             program._replace(sample=sample),
             plan,
             state,
@@ -199,9 +203,11 @@ def test_own_feature_mmd_scores_in_the_features_of_the_model_it_received(setting
     trainer = gan_trainer(config, _DS, clf)
     features = config.copy_and_resolve_references()
     features.gan.select = "own_feature_mmd"
-    assert adv.Plan.from_config(features).select_every == config.gan.select_every
-    in_features = adv.build_program(features, clf, (28, 28, 1), RUNS, trainer).gan_score
-    state = adv.init_state(program, adv.Plan.from_config(config), params[0], view, keys,
+    assert adversary_plan.Plan.from_config(features).select_every == config.gan.select_every
+    in_features = adversary_program.build_program(
+        features, clf, (28, 28, 1), RUNS, trainer
+    ).gan_score
+    state = adv.init_state(program, adversary_plan.Plan.from_config(config), params[0], view, keys,
                            grid_shape=(10, 2, 28, 28, 1))  # fmt: skip
     g = state.gan.generator
     pixels = np.asarray(program.gan_score(g, params[1], view, keys.select))
@@ -220,7 +226,7 @@ def test_own_mmd_patience_restores_the_kept_generator_at_half_the_step(setting):
     next round trains on from it; results.json's generator_selection lists the round."""
     config, program, view, keys, params = setting
     plan = dataclasses.replace(
-        adv.Plan.from_config(config),
+        adversary_plan.Plan.from_config(config),
         trigger="round",
         trigger_round=1,
         select_every=1,
@@ -253,7 +259,7 @@ def test_own_mmd_patience_restores_the_kept_generator_at_half_the_step(setting):
 
 
 def test_fired_rules():
-    plan = adv.Plan.from_config(tiny_config())
+    plan = adversary_plan.Plan.from_config(tiny_config())
     acc = dataclasses.replace(plan, trigger="accuracy", trigger_accuracy=0.9)
     own = dataclasses.replace(plan, trigger="own_accuracy", trigger_accuracy=0.9)
     rnd = dataclasses.replace(plan, trigger="round", trigger_round=5)
@@ -278,7 +284,7 @@ def test_view_and_label_rule_over_runs():
     np.testing.assert_array_equal(view.victim_labels, declared[:, 1])
     np.testing.assert_array_equal(view.declared_classes[0], [False, True, True, True])
     logits = jnp.array([[[0, 5.0, 0, 0], [5.0, 0, 0, 0]], [[5.0, 0, 0, 0], [0, 0, 5.0, 0]]])
-    scores, decisions = adv.label_scores(logits, view.victim_labels)
+    scores, decisions = adversary_attacks.label_scores(logits, view.victim_labels)
     np.testing.assert_array_equal(decisions, [[True, False], [True, False]])
     probs = jax.nn.softmax(logits)
     np.testing.assert_allclose(scores[0], probs[0][:, 1] + probs[0][:, 3], rtol=1e-6)
@@ -291,7 +297,7 @@ def test_upload_inputs_hold_only_the_adversarys_own_inputs(setting, upload):
     records (perturbing them changes nothing), and nothing in an honest round."""
     config, program, view, keys, params = setting
     plan = dataclasses.replace(
-        adv.Plan.from_config(config), upload=upload, ascent_rounds=(2,), attacks=("gan",)
+        adversary_plan.Plan.from_config(config), upload=upload, ascent_rounds=(2,), attacks=("gan",)
     )
     state = adv.init_state(program, plan, params[0], view, keys, grid_shape=(10, 2, 28, 28, 1))
     state = state.replace(

@@ -8,7 +8,7 @@ import ml_collections
 import pytest
 
 from configs import cifar10, default, demo, demo_modes, mnist
-from fedgan_jax.adversary import attack, gan
+from fedgan_jax.adversary import attack, gan, gan_config
 from fedgan_jax.core.errors import ConfigError, DataError
 from fedgan_jax.data import datasets as data
 from fedgan_jax.data import partition
@@ -107,7 +107,7 @@ GAN_FIELDS = [
 def test_gan_check_rejects_its_fields(field, value, message):
     config = _loose(default.get_config())
     _set(config, f"gan.{field}", value)
-    assert message in _error(gan.check_config, config.gan, rounds=400)
+    assert message in _error(gan_config.check_config, config.gan, rounds=400)
     assert message in _error(config_lib.validate, config)
 
 
@@ -116,8 +116,8 @@ def test_gan_trigger_round_is_checked_against_the_rounds_only_when_the_gan_attac
     config.gan.trigger = "round"
     config.gan.trigger_round = 9
     message = "gan.trigger_round=9: must be <= fl.rounds=5"
-    assert message in _error(gan.check_config, config.gan, rounds=5, uses_gan=True)
-    gan.check_config(config.gan, rounds=5, uses_gan=False)
+    assert message in _error(gan_config.check_config, config.gan, rounds=5, uses_gan=True)
+    gan_config.check_config(config.gan, rounds=5, uses_gan=False)
     config.fl.rounds = 5
     config.attack.attacks = ("global_model",)
     config_lib.validate(config)
@@ -138,7 +138,7 @@ def test_diversity_needs_pairs_at_config_time_and_in_the_builder():
         classifier=clf,
         mode="prior",
         batch_per_class=1,
-    ) == (_error(gan.check_config, config.gan, rounds=400))
+    ) == (_error(gan_config.check_config, config.gan, rounds=400))
 
 
 def test_roles_rules_live_in_partition():
@@ -169,17 +169,17 @@ def test_a_sweeps_label_counts_get_the_roles_rules():
 
 
 def test_gan_mode_is_one_list_whatever_path_checks_it(monkeypatch):
-    """A preset added in gan.py alone is accepted by gan.mode and sweep.gan_modes alike."""
+    """A preset added in gan_config.py alone is accepted by gan.mode and sweep.gan_modes alike."""
     config = default.get_config()
     config.sweep.gan_modes = ("paper", "wgan")
     message = "sweep.gan_modes=('paper', 'wgan'): entry 'wgan' fails: gan.mode='wgan': allowed"
     assert message in _error(config_lib.validate, config)
-    monkeypatch.setattr(gan, "MODES", (*gan.MODES, "wgan"))
-    monkeypatch.setitem(gan.MODE_DEFAULTS, "wgan", {"ce": 1.0, "entropy": 2.0})
+    monkeypatch.setattr(gan_config, "MODES", (*gan_config.MODES, "wgan"))
+    monkeypatch.setitem(gan_config.MODE_DEFAULTS, "wgan", {"ce": 1.0, "entropy": 2.0})
     config_lib.validate(config)
     config.gan.mode = "wgan"
     config_lib.validate(config)
-    assert gan.objective_name("wgan", {"entropy": 0.0}) == "wgan+entropy=0"
+    assert gan_config.objective_name("wgan", {"entropy": 0.0}) == "wgan+entropy=0"
 
 
 def test_every_swept_mode_must_agree_with_the_loss_overrides():
@@ -311,7 +311,7 @@ def test_resolve_still_rejects_figure_rounds_that_are_not_rounds(bad):
     "mode, overrides, name",
     [
         ("paper", None, "paper"),
-        ("paper", {t: -1.0 for t in gan.LOSS_TERMS}, "paper"),  # the config's defaults
+        ("paper", {t: -1.0 for t in gan_config.LOSS_TERMS}, "paper"),  # the config's defaults
         ("paper", {"realism": 0.3}, "paper+realism=0.3"),
         ("prior", {"diversity": 0.0}, "prior+diversity=0"),
         ("prior", {"realism": 0.3, "diversity": -1.0}, "prior"),  # equal to the preset
@@ -320,12 +320,12 @@ def test_resolve_still_rejects_figure_rounds_that_are_not_rounds(bad):
     ],
 )
 def test_objective_name_names_the_preset_and_every_change(mode, overrides, name):
-    assert gan.objective_name(mode, overrides) == name
+    assert gan_config.objective_name(mode, overrides) == name
 
 
 def test_objective_name_rejects_what_the_trainer_rejects():
-    assert "gan.mode='wgan'" in _error(gan.objective_name, "wgan")
-    assert "use one of them" in _error(gan.objective_name, "adversarial", {"realism": 0.3})
+    assert "gan.mode='wgan'" in _error(gan_config.objective_name, "wgan")
+    assert "use one of them" in _error(gan_config.objective_name, "adversarial", {"realism": 0.3})
 
 
 # --------------------------------------------------------------------------- small units

@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from fedgan_jax.adversary import attack, gan
+from fedgan_jax.adversary import attack, gan, gan_config, gan_objective, gan_selection
 from fedgan_jax.driver.adversary import AdversaryView
 from fedgan_jax.nn import models
 from tests import synthetic
@@ -61,7 +61,7 @@ def _trainer(clf, mode, **kw):
 # (AVX2) with FEDGAN_TEST_SEED=0, 1, 2 are in each test; docs/design.md says what else ran.
 
 SEED = int(os.environ.get("FEDGAN_TEST_SEED", "0"))  # docs/design.md: the margins under other seeds
-OFF = {term: 0.0 for term in gan.LOSS_TERMS}
+OFF = {term: 0.0 for term in gan_config.LOSS_TERMS}
 PROBE_PER_CLASS = 4
 STEPS = 60  # generator steps per test, one jitted scan
 LR = 1e-2
@@ -132,7 +132,7 @@ def _biased(params, by):
 def _probe(trainer, clf, params, generator):
     """What f makes of G's samples on a fixed probe batch (independent of the trainer's
     metrics): images, logits, features, z, labels."""
-    labels = gan.balanced_labels(10, PROBE_PER_CLASS)
+    labels = gan_objective.balanced_labels(10, PROBE_PER_CLASS)
     z = jax.random.normal(jax.random.key(100), (len(labels), 100))
     x = trainer.generate(generator, z, labels)
     logits, features = clf.apply({"params": params}, x, with_features=True)
@@ -202,7 +202,10 @@ def test_diversity_term_spreads_samples_of_a_class(trained):
     trainer, s0, s1 = _train_term(trained, "paper", {"diversity": 1.0})
     x0, _, _, z, _ = _probe(trainer, clf, params, s0.generator)
     x1, _, _, _, _ = _probe(trainer, clf, params, s1.generator)
-    before, after = float(gan._mode_seeking(x0, z, 10)), float(gan._mode_seeking(x1, z, 10))
+    before, after = (
+        float(gan_objective._mode_seeking(x0, z, 10)),
+        float(gan_objective._mode_seeking(x1, z, 10)),
+    )
     print(f"mode seeking {before:.3f} -> {after:.3f}")
     # observed (seeds 0, 1, 2): x2.48, x2.38, x2.47; a flipped sign lowers it.
     assert after >= 1.5 * before
@@ -267,7 +270,7 @@ def test_realism_on_own_classes_reads_only_the_adversarys_classes(frozen):
     own = _trainer(clf, "prior", realism_classes="own", **prior).update.args[0]
     every = _trainer(clf, "prior", **prior).update.args[0]
     critic = own.critic.init(jax.random.key(4), jnp.zeros((1, 28, 28, 1)))["params"]
-    labels = gan.balanced_labels(10, 2)
+    labels = gan_objective.balanced_labels(10, 2)
     w = view.declared_classes[labels].astype(jnp.float32)
     x = jax.random.uniform(jax.random.key(5), (20, 28, 28, 1), minval=-1, maxval=1)
     other = jnp.where((labels % 5 == 0)[:, None, None, None], x, -x)  # other classes moved
@@ -276,8 +279,12 @@ def test_realism_on_own_classes_reads_only_the_adversarys_classes(frozen):
     def terms(spec, images):
         w_real = gan._realism_weights(spec, view, labels, w)
         logits = clf.apply({"params": params}, images)
-        realism = gan._loss_terms(spec, critic, images, z, logits, None, labels, w, w_real)
-        fake_side = gan._critic_loss(spec, critic, images, logits, view, jax.random.key(6), w_real)
+        realism = gan_objective._loss_terms(
+            spec, critic, images, z, logits, None, labels, w, w_real
+        )
+        fake_side = gan_objective.critic_loss(
+            spec, critic, images, logits, view, jax.random.key(6), w_real
+        )
         return float(realism[0]["realism"]), float(fake_side)
 
     np.testing.assert_array_equal(gan._realism_weights(own, view, labels, w), labels % 5 == 0)
@@ -289,7 +296,7 @@ def test_realism_on_own_classes_reads_only_the_adversarys_classes(frozen):
     assert terms(every, x)[0] == pytest.approx(-float(d_real.mean()), rel=1e-5)
 
 
-@pytest.mark.parametrize("mode", gan.MODES)
+@pytest.mark.parametrize("mode", gan_config.MODES)
 def test_every_mode_makes_f_assign_the_target_class(trained, mode):
     clf, params, view = trained
     trainer = _trainer(
@@ -346,20 +353,22 @@ def test_entropy_term_is_largest_for_uniform_histogram():
     uniform = jnp.full((4, 4), 0.25)
     one_class = jnp.tile(jnp.array([1.0, 0.0, 0.0, 0.0]), (4, 1))
     two_classes = jnp.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]] * 2)
-    values = [float(gan._entropy_of_mean(p, w)) for p in (uniform, two_classes, one_class)]
+    values = [
+        float(gan_objective._entropy_of_mean(p, w)) for p in (uniform, two_classes, one_class)
+    ]
     np.testing.assert_allclose(values, [np.log(4), np.log(2), 0.0], atol=1e-6)
 
 
 def test_mode_seeking_term():
     z = jnp.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 4.0]])
     same = jnp.zeros((4, 2, 2, 1))
-    assert float(gan._mode_seeking(same, z)) == 0.0
+    assert float(gan_objective._mode_seeking(same, z)) == 0.0
     images = jnp.stack(
         [jnp.zeros((2, 2, 1)), jnp.zeros((2, 2, 1)), jnp.ones((2, 2, 1)), 3 * jnp.ones((2, 2, 1))]
     )
     # pairs (0, 2) and (1, 3): mean |dx| 1 and 3, mean |dz| (2+2)/2 = 2 and (2+3)/2 = 2.5
     # -> mean(1/2, 3/2.5) = 0.85
-    np.testing.assert_allclose(float(gan._mode_seeking(images, z)), 0.85, rtol=1e-3)
+    np.testing.assert_allclose(float(gan_objective._mode_seeking(images, z)), 0.85, rtol=1e-3)
 
 
 def test_mode_seeking_pairs_samples_of_the_same_class():
@@ -370,20 +379,20 @@ def test_mode_seeking_pairs_samples_of_the_same_class():
     )
     # Every same-class pair is identical, so there is no diversity to reward; pairing
     # across classes (sample i with i + 3) would see |0 - 5| everywhere.
-    assert float(gan._mode_seeking(by_class, z, num_classes=2)) == 0.0
-    assert float(gan._mode_seeking(by_class, z, num_classes=1)) > 0.0
+    assert float(gan_objective._mode_seeking(by_class, z, num_classes=2)) == 0.0
+    assert float(gan_objective._mode_seeking(by_class, z, num_classes=1)) > 0.0
 
 
 def test_loss_weights_modes_and_overrides():
-    assert gan.loss_weights("paper")["ce"] == 1.0
-    assert all(v == 0 for k, v in gan.loss_weights("paper").items() if k != "ce")
-    assert gan.loss_weights("dafl")["entropy"] > 0
-    assert gan.loss_weights("dafl", {"entropy": -1.0})["entropy"] > 0  # -1: keep default
-    assert gan.loss_weights("dafl", {"entropy": 0.0})["entropy"] == 0.0
+    assert gan_config.loss_weights("paper")["ce"] == 1.0
+    assert all(v == 0 for k, v in gan_config.loss_weights("paper").items() if k != "ce")
+    assert gan_config.loss_weights("dafl")["entropy"] > 0
+    assert gan_config.loss_weights("dafl", {"entropy": -1.0})["entropy"] > 0  # -1: keep default
+    assert gan_config.loss_weights("dafl", {"entropy": 0.0})["entropy"] == 0.0
     with pytest.raises(ValueError, match="gan.mode"):
-        gan.loss_weights("wgan")
+        gan_config.loss_weights("wgan")
     with pytest.raises(ValueError, match="use one of them"):  # student and discriminator
-        gan.loss_weights("adversarial", {"realism": 0.3})
+        gan_config.loss_weights("adversarial", {"realism": 0.3})
 
 
 @pytest.mark.parametrize("keep_confidence", [0.0, 0.11])
@@ -446,7 +455,7 @@ def test_images_grid_is_per_class(frozen):
     chex.assert_shape(grid, (10, 3, 28, 28, 1))
     # Row c holds the generator's output for label c: regenerate one and compare.
     z = jax.random.normal(jax.random.key(0), (2, 20, 100))[0]
-    labels = gan.balanced_labels(10, 2)
+    labels = gan_objective.balanced_labels(10, 2)
     direct = trainer.generate(state.generator, z, labels)
     np.testing.assert_allclose(grid[4, 0], direct[4], atol=1e-5)
 
@@ -457,11 +466,11 @@ def test_mmd_is_zero_for_the_same_set_and_grows_as_samples_collapse_or_drift():
     other = rng.normal(size=(64, 20)).astype(np.float32)  # same distribution
     collapsed = np.repeat(real[:1], 64, axis=0)  # one image, repeated
     shifted = other + 1.5
-    same = float(gan.mmd2(jnp.asarray(real), jnp.asarray(real)))
-    fresh = float(gan.mmd2(jnp.asarray(other), jnp.asarray(real)))
+    same = float(gan_selection.mmd2(jnp.asarray(real), jnp.asarray(real)))
+    fresh = float(gan_selection.mmd2(jnp.asarray(other), jnp.asarray(real)))
     assert abs(same) < 1e-5
-    assert fresh < float(gan.mmd2(jnp.asarray(collapsed), jnp.asarray(real)))
-    assert fresh < float(gan.mmd2(jnp.asarray(shifted), jnp.asarray(real)))
+    assert fresh < float(gan_selection.mmd2(jnp.asarray(collapsed), jnp.asarray(real)))
+    assert fresh < float(gan_selection.mmd2(jnp.asarray(shifted), jnp.asarray(real)))
 
 
 def test_own_class_mmd_reads_only_the_adversarys_own_classes():
@@ -488,8 +497,8 @@ def test_own_class_mmd_reads_only_the_adversarys_own_classes():
             def apply(variables, z, labels):
                 return generate(z, labels)
 
-        return gan.TrainerSpec(
-            weights=gan.loss_weights("paper"),
+        return gan_objective.TrainerSpec(
+            weights=gan_config.loss_weights("paper"),
             image_shape=(4, 4, 1),
             num_classes=c,
             generator=G,
@@ -515,14 +524,14 @@ def test_own_class_mmd_reads_only_the_adversarys_own_classes():
         return jnp.where((labels < 2)[:, None, None, None], table[labels * (n // 2)], 0.0)
 
     key = jax.random.key(0)
-    good = float(gan.own_class_mmd(spec_of(faithful), None, view, key))
-    bad = float(gan.own_class_mmd(spec_of(collapsed), None, view, key))
+    good = float(gan_selection.own_class_mmd(spec_of(faithful), None, view, key))
+    bad = float(gan_selection.own_class_mmd(spec_of(collapsed), None, view, key))
     assert good < 0.5 * bad
 
     def faithful_victim_zero(z, labels):
         return jnp.where(labels[:, None, None, None] < 2, faithful(z, labels), 0.0)
 
-    same = float(gan.own_class_mmd(spec_of(faithful_victim_zero), None, view, key))
+    same = float(gan_selection.own_class_mmd(spec_of(faithful_victim_zero), None, view, key))
     assert same == pytest.approx(good, abs=1e-6)
 
     # In f's feature space: f's features are the pixels times its params (a matrix).
@@ -533,7 +542,9 @@ def test_own_class_mmd_reads_only_the_adversarys_own_classes():
             return (features[:, :c], features) if with_features else features[:, :c]
 
     def in_features(generate, w):
-        return float(gan.own_class_mmd(spec_of(generate, F), None, view, key, jnp.asarray(w)))
+        return float(
+            gan_selection.own_class_mmd(spec_of(generate, F), None, view, key, jnp.asarray(w))
+        )
 
     identity = np.eye(16, dtype=np.float32)  # features = pixels: the pixel-space scores
     assert in_features(faithful, identity) == pytest.approx(good, rel=1e-5)

@@ -18,14 +18,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedgan_jax.adversary import gan
+from fedgan_jax.adversary import gan_config
 from fedgan_jax.data.partition import ClientData
 from fedgan_jax.driver import adversary as adv
+from fedgan_jax.driver import adversary_attacks, adversary_plan, adversary_program
 from fedgan_jax.driver.engine import common_capacity, deal_runs, place_clients, prepare, run_of
 from fedgan_jax.driver.experiment import load_data
 from fedgan_jax.driver.simulation import build_engine, federate, initial_state, run_keys
 from fedgan_jax.driver.state import AdversaryKeys, ServerKeys
 
+# The adversary's driver modules: their public functions are what it does.
+ADVERSARY_MODULES = (adversary_plan, adversary_program, adv, adversary_attacks)
 # What an adversary function may take (module doc of fedgan_jax/driver/adversary.py).
 ALLOWED = {
     "section",  # check_config: its own config section
@@ -60,8 +63,9 @@ ALLOWED = {
 def test_adversary_signatures_admit_only_its_own_inputs():
     public = [
         f
-        for name, f in vars(adv).items()
-        if inspect.isfunction(f) and f.__module__ == adv.__name__ and not name.startswith("_")
+        for module in ADVERSARY_MODULES
+        for name, f in vars(module).items()
+        if inspect.isfunction(f) and f.__module__ == module.__name__ and not name.startswith("_")
     ]
     assert {f.__name__ for f in public} >= {"observe", "attack_targets", "init_state"}
     for f in public:
@@ -131,7 +135,7 @@ def _replay(engine, config, setup, recorded, clients, keys):
 
 def _attacks(engine, setup, state, view, keys):
     ds = setup.dataset
-    return adv.attack_targets(
+    return adversary_attacks.attack_targets(
         engine.adversary,
         engine.plan,
         state,
@@ -175,7 +179,7 @@ def _federate(config):
     return engine, setup, keys, view, recorded
 
 
-@pytest.mark.parametrize("mode", gan.MODES)
+@pytest.mark.parametrize("mode", gan_config.MODES)
 def test_other_participants_records_change_nothing_the_adversary_computes(tiny, mode):
     config = tiny
     config.gan.mode = mode

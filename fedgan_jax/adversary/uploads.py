@@ -163,7 +163,7 @@ def _fake_update(honest, generate, per_class: int) -> Callable:
 
 
 def check_config(a, rounds: int, attacks: tuple[str, ...]) -> None:
-    """The upload fields of ``config.adversary`` (called by `adversary.check_config`)."""
+    """The upload fields of ``config.adversary`` (called by `adversary_plan.check_config`)."""
     upload = checks.choice("adversary.upload", a.upload, UPLOADS)
     checks.choice("adversary.ascent_targets", a.ascent_targets, ASCENT_TARGETS)
     checks.number("adversary.ascent_gamma", a.ascent_gamma, 0.0)

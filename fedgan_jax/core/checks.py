@@ -2,9 +2,10 @@
 
 Each config field is checked once, by the module that owns it (`data.check_config`,
 `partition.check_config`, `federated.check_config`, `models.check_config`,
-`gan.check_config`, `attack.check_config`, `training.check_config`; `config_lib.validate`
-calls them in order). They share these small checkers so that every message reads the
-same: ``field=value: what is allowed``. A checker returns the value it accepted.
+`gan_config.check_config`, `attack.check_config`, `training.check_config`;
+`config_lib.validate` calls them in order). They share these small checkers so that
+every message reads the same: ``field=value: what is allowed``. A checker returns the
+value it accepted.
 
 This module imports nothing from the package but `errors`, so any module may use it.
 """

@@ -51,7 +51,7 @@ FPR = 0.01  # FedMIA's decision: the threshold at this FPR on the coalition's ow
 
 
 def check_config(section, rounds: int, attacks: tuple[str, ...], num_participants: int) -> None:
-    """The colluding fields of ``config.adversary`` (called by `adversary.check_config`)."""
+    """The colluding fields of ``config.adversary`` (called by `adversary_plan.check_config`)."""
     colludes = checks.boolean("adversary.colludes", section.colludes)
     for name in ATTACKS:
         if name in attacks and not colludes:

@@ -8,9 +8,9 @@ by the module that uses it, with the field checkers of `fedgan_jax.core.checks`:
     fl          federated.check_config      model       models.check_config
     fl (DP)     privacy.check_config
     eval        training.check_config       attack      attack.check_config
-    gan         gan.check_config
+    gan         gan_config.check_config
 
-    adversary   adversary.check_config
+    adversary   adversary_plan.check_config
 
 This module checks the rest (seed, checkpoint, sweep) and the glue between
 sections; `preflight.check_config` the rules over several sections (fields a data source
@@ -27,12 +27,12 @@ from collections.abc import Iterable
 
 from absl import logging
 
-from fedgan_jax.adversary import attack, gan
+from fedgan_jax.adversary import attack, gan_config
 from fedgan_jax.core import checks
 from fedgan_jax.core.errors import ConfigError
 from fedgan_jax.data import datasets as data
 from fedgan_jax.data import partition
-from fedgan_jax.driver import adversary, preflight
+from fedgan_jax.driver import adversary_plan, preflight
 from fedgan_jax.driver.engine import RUN_BATCHING
 from fedgan_jax.federation import fedavg as federated
 from fedgan_jax.federation import privacy
@@ -55,9 +55,9 @@ def validate(config, *, label_counts: Iterable[int] | None = None) -> None:
     training.check_config(config.eval)
     rounds = config.fl.rounds
     attacks = attack.check_config(config.attack)
-    gan.check_config(config.gan, rounds=rounds, uses_gan="gan" in attacks)
+    gan_config.check_config(config.gan, rounds=rounds, uses_gan="gan" in attacks)
     _check_sweep_modes(config.gan, tuple(config.sweep.gan_modes), rounds, "gan" in attacks)
-    adversary.check_config(config.adversary, rounds, attacks, config.fl.num_participants)
+    adversary_plan.check_config(config.adversary, rounds, attacks, config.fl.num_participants)
     checks.integer("checkpoint.every", config.checkpoint.every, 0)
     checks.integer("checkpoint.keep", config.checkpoint.keep, 1)
     preflight.check_config(config)
@@ -101,7 +101,7 @@ def _check_sweep_modes(g, modes: tuple[str, ...], rounds: int, uses_gan: bool) -
         variant = g.copy_and_resolve_references()
         variant.mode = mode
         try:
-            gan.check_config(variant, rounds=rounds, uses_gan=uses_gan)
+            gan_config.check_config(variant, rounds=rounds, uses_gan=uses_gan)
         except ConfigError as e:
             checks.fail("sweep.gan_modes", modes, f"entry {mode!r} fails: {e}")
 
@@ -114,7 +114,7 @@ def resolve(config):
     `ConfigError`. The caller's config is left as it is.
     """
     resolved = config.copy_and_resolve_references()
-    kept, dropped = gan.split_figure_rounds(config.gan.figure_rounds, config.fl.rounds)
+    kept, dropped = gan_config.split_figure_rounds(config.gan.figure_rounds, config.fl.rounds)
     if dropped:
         logging.warning(
             "gan.figure_rounds=%r: dropped %r, beyond fl.rounds=%d",

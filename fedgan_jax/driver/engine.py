@@ -3,7 +3,7 @@
 A *batch of runs* (the runs of a sweep that share one compiled program) carries a leading
 run axis ``R`` everywhere; a single run is a batch of one. Every function is written for
 one run and mapped over the run axis once, by `over_runs`. The adversary's compiled
-functions live beside its state in `adversary.py`.
+functions are in `adversary_program.py`.
 
 Host-side, `Setup` deals the labels of every run once and pads the clients to a common
 capacity, so every run of a sweep has the same shapes and nothing recompiles.

@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from fedgan_jax.adversary import gan
+from fedgan_jax.adversary import gan_config
 from fedgan_jax.core import io
 from fedgan_jax.core.types import Config
 from fedgan_jax.data import partition
@@ -190,7 +190,7 @@ def _result(config, setup, r, history, gan_start, gan_missing, accuracy, attacks
         "privacy": privacy_report(config, int(setup.clients.counts[r][fl.victim])),
         "main_task_accuracy": history["accuracy"].tolist(),
         "final_main_task_accuracy": float(history["accuracy"][-1]),
-        "gan_objective": gan.objective_name(config.gan.mode, dict(config.gan.loss)),
+        "gan_objective": gan_config.objective_name(config.gan.mode, dict(config.gan.loss)),
         "gan_start_round": gan_start or None,
         "gan_missing": gan_missing,
         "global_model_accuracy": accuracy.get("global_model"),
@@ -324,7 +324,7 @@ def _figures(
         ]
         panels.append((dgen_label, samples))
         panels.append(("real", per_class_grid(ds.test_x, ds.test_y, ds.num_classes, per_class)))
-        objective = gan.objective_name(config.gan.mode, dict(config.gan.loss))
+        objective = gan_config.objective_name(config.gan.mode, dict(config.gan.loss))
         plots.reconstructions(
             os.path.join(workdir, "reconstructions.png"),
             panels,

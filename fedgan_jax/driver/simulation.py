@@ -5,8 +5,8 @@ The host loop is thin; every step is a compiled function over the run axis:
     for t in 1..T:   server   <- round(server, clients, adversary's upload)   FedAvg
                      log      <- evaluate(M_t) on the test split                 (Fig. 5)
                      adversary <- observe(adversary, M_t, announced accuracy)   (gan.py)
-    attacks:         the adversary's (`adversary.attack_targets`, its view only), then the
-                     evaluation-side oracle, every score over the same pool of records
+    attacks:         the adversary's (`adversary_attacks.attack_targets`, its view only),
+                     then the evaluation-side oracle, every score over the same pool of records
 
 Each role's function receives its own state and keys (`state.py`): the server never reads
 the adversary's state, and the adversary never sees the server's state, keys or the log.
@@ -27,7 +27,13 @@ from fedgan_jax.core.errors import NonFiniteError
 from fedgan_jax.core.types import Config
 from fedgan_jax.data.datasets import Dataset
 from fedgan_jax.driver import adversary as adv
-from fedgan_jax.driver import collusion, shadows
+from fedgan_jax.driver import (
+    adversary_attacks,
+    adversary_plan,
+    adversary_program,
+    collusion,
+    shadows,
+)
 from fedgan_jax.driver.engine import (
     EvalProgram,
     ServerProgram,
@@ -60,9 +66,9 @@ class Engine(NamedTuple):
 
     server: ServerProgram
     upload: ServerProgram | None  # rounds with the adversary's malicious upload (None: honest)
-    adversary: adv.AdversaryProgram
+    adversary: adversary_program.AdversaryProgram
     evaluation: EvalProgram
-    plan: adv.Plan
+    plan: adversary_plan.Plan
     mesh: Any
     resolved: dict[str, Any]  # what 'auto' resolved to (recorded with the workdir)
     num_runs: int
@@ -82,9 +88,9 @@ def build_engine(config: Config, dataset: Dataset, num_runs: int) -> Engine:
         else build_server(
             config, classifier, shape, num_runs, mesh=mesh, adversary_update=malicious
         ),
-        adversary=adv.build_program(config, classifier, shape, num_runs, trainer),
+        adversary=adversary_program.build_program(config, classifier, shape, num_runs, trainer),
         evaluation=build_eval(config, classifier, shape, num_runs),
-        plan=adv.Plan.from_config(config),
+        plan=adversary_plan.Plan.from_config(config),
         mesh=mesh,
         resolved=resolved_settings(config),
         num_runs=num_runs,
@@ -293,7 +299,7 @@ def oracle_attack(engine: Engine, dataset: Dataset, keys: EvalKeys, victim_label
     x, y = jnp.asarray(dataset.train_x), jnp.asarray(dataset.train_y)
     clf, _ = engine.evaluation.fit_oracle(keys.oracle, x, y)
     logits = np.asarray(engine.evaluation.logits(clf, pool_x))
-    scores, decisions = adv.label_scores(logits, victim_labels)
+    scores, decisions = adversary_attacks.label_scores(logits, victim_labels)
     return {"logits": logits, "scores": scores, "decisions": decisions}
 
 
@@ -307,7 +313,7 @@ def attack_phase(
     ds = setup.dataset
     pool_x, pool_y = candidate_pool(ds)
     view, recovery = recovered_view(engine, config, setup, state, view)
-    out = adv.attack_targets(
+    out = adversary_attacks.attack_targets(
         engine.adversary,
         engine.plan,
         state.adversary,
