@@ -35,6 +35,7 @@ APPLIED = "FEDGAN_MUTATION_APPLIED"  # child mode: file the hook writes once it 
 
 GAN = "tests/test_gan.py::"
 E2E = "tests/test_attack_e2e.py::"
+COLLUDING = "tests/test_colluding.py::"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +66,8 @@ MUTATIONS = [
     Mutation(
         "realism_target_inverted",
         "fedgan_jax.adversary.gan_objective",
-        "optax.sigmoid_binary_cross_entropy(fake, 1.0) * w",
-        "optax.sigmoid_binary_cross_entropy(fake, 0.0) * w",
+        "bce = optax.sigmoid_binary_cross_entropy(fake, 1.0)",
+        "bce = optax.sigmoid_binary_cross_entropy(fake, 0.0)",
         (GAN + "test_realism_discriminator_learns_then_generator_fools_it",),
     ),
     Mutation(
@@ -109,12 +110,10 @@ MUTATIONS = [
         (GAN + "test_student_learns_to_agree_with_the_global_model",),
     ),
     Mutation(
-        "discriminator_labels_swapped",
+        "discriminator_fake_labelled_real",
         "fedgan_jax.adversary.gan_objective",
-        "optax.sigmoid_binary_cross_entropy(real, 1.0).mean()\n"
-        "        + optax.sigmoid_binary_cross_entropy(fake, 0.0).mean()",
-        "optax.sigmoid_binary_cross_entropy(real, 0.0).mean()\n"
-        "        + optax.sigmoid_binary_cross_entropy(fake, 1.0).mean()",
+        "_critic_apply(spec, critic_params, x)[:, 0], 0.0)",
+        "_critic_apply(spec, critic_params, x)[:, 0], 1.0)",
         (GAN + "test_realism_discriminator_learns_then_generator_fools_it",),
     ),
     Mutation(
@@ -175,8 +174,8 @@ MUTATIONS = [
     Mutation(
         "protocol_adversary_as_nonmember",
         "fedgan_jax.evaluation.protocols",
-        "others = np.flatnonzero((owner >= 0) & (owner != victim) & (owner != adversary))",
-        "others = np.flatnonzero((owner >= 0) & (owner != victim))",
+        "known = np.isin(owner, [adversary, *colluders])",
+        "known = np.isin(owner, list(colluders))",
         (
             "tests/test_metrics.py::test_paper_protocol",
             E2E + "test_ground_truth_is_the_victims_records",
@@ -227,8 +226,8 @@ MUTATIONS = [
     Mutation(
         "adversary_keeps_a_stale_model",
         "fedgan_jax.driver.adversary",
-        "state.replace(latest=params)",
-        "state",
+        "state = state.replace(latest=params, last_update_norm=norm)",
+        "state = state.replace(last_update_norm=norm)",
         ("tests/test_adversary.py::test_observe_keeps_the_latest_model_and_every_kth_snapshot",),
     ),
     Mutation(
@@ -284,6 +283,51 @@ MUTATIONS = [
             "tests/test_threat_model.py::"
             "test_hidden_declarations_recover_labels_from_what_the_adversary_has",
         ),
+    ),
+    # --- the frontier attacks: LiRA's shadows, the colluding server, secure aggregation
+    Mutation(
+        "lira_in_out_swapped",
+        "fedgan_jax.adversary.lira",
+        "return norm.logpdf(target, mu_in, sd_in) - norm.logpdf(target, mu_out, sd_out)",
+        "return norm.logpdf(target, mu_out, sd_out) - norm.logpdf(target, mu_in, sd_in)",
+        (
+            "tests/test_lira.py::test_online_and_offline_scores_of_hand_built_gaussians",
+            "tests/test_lira.py::test_lira_separates_members_and_fails_with_scrambled_masks",
+        ),
+    ),
+    Mutation(
+        "lira_offline_wrong_tail",
+        "fedgan_jax.adversary.lira",
+        "return -norm.logcdf(-(target - mu_out) / sd_out)",
+        "return -norm.logcdf((target - mu_out) / sd_out)",
+        ("tests/test_lira.py::test_online_and_offline_scores_of_hand_built_gaussians",),
+    ),
+    Mutation(
+        "source_posterior_loss_sign",
+        "fedgan_jax.adversary.colluding",
+        "log_prior - losses.T / temperature",
+        "log_prior + losses.T / temperature",
+        (
+            COLLUDING + "test_source_inference_names_the_owner_and_needs_the_right_upload",
+            COLLUDING + "test_source_posterior_is_bayes_over_the_local_models_losses",
+        ),
+    ),
+    Mutation(
+        "fedmia_null_includes_the_target",
+        "fedgan_jax.adversary.colluding",
+        "others = (~is_target).astype(stats.dtype)[:, None]",
+        "others = jnp.ones(is_target.shape, stats.dtype)[:, None]",
+        (
+            COLLUDING + "test_client_null_tail_by_hand",
+            COLLUDING + "test_fedmia_separates_the_targets_records_with_the_non_target_null",
+        ),
+    ),
+    Mutation(
+        "secure_aggregation_hands_out_uploads",
+        "fedgan_jax.federation.fedavg",
+        'server_view == "uploads")',
+        'server_view != "none")',
+        (COLLUDING + "test_secure_aggregation_leaves_only_the_sum",),
     ),
 ]
 
