@@ -77,9 +77,9 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.gan = ml_collections.ConfigDict()
     # A preset of loss weights: paper (Eq. 5) | dafl | adversarial | prior
-    # (fedgan_jax/adversary/gan.py).
+    # (fedgan_jax/adversary/gan.py; the presets in gan_config.py).
     # With gan.loss overrides a run is named by the preset and every weight changed from
-    # it (gan.objective_name): paper+realism=0.3, prior+diversity=0.
+    # it (gan_config.objective_name): paper+realism=0.3, prior+diversity=0.
     c.gan.mode = "paper"
     # accuracy: start once the main-task accuracy the server announces >= trigger_accuracy
     # (the paper); own_accuracy: once the global model's accuracy on the adversary's own
@@ -114,7 +114,7 @@ def get_config() -> ml_collections.ConfigDict:
     # fl.rounds are dropped with a warning (config_lib.resolve).
     c.gan.figure_rounds = ()
     c.gan.figure_per_class = 6  # samples per class in reconstructions.png
-    # Loss weights, each >= 0; -1 keeps the mode's preset (fedgan_jax.adversary.gan.MODE_DEFAULTS).
+    # Loss weights, each >= 0; -1 keeps the mode's preset (adversary.gan_config.MODE_DEFAULTS).
     c.gan.loss = ml_collections.ConfigDict(
         dict(
             ce=-1.0, entropy=-1.0, activation=-1.0, disagreement=-1.0, realism=-1.0, diversity=-1.0

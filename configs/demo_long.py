@@ -8,7 +8,7 @@ with the same attack-classifier recipe as `demo_modes.py` (soft labels, 500 gene
 samples per class), and D_gen drawn from the generator the adversary selects without any
 label of the victim's classes: every 5 rounds it scores its generator on its *own*
 classes (pixel-space MMD of 64 samples against 64 of its own records per class,
-`gan.own_class_mmd`) and keeps the best (`gan.select=own_mmd`); after 4 checks in a row
+`gan_selection.own_class_mmd`) and keeps the best (`gan.select=own_mmd`); after 4 checks in a row
 without a better score it restores the kept generator and halves its learning rate
 (`gan.select_patience=4`, chosen on seeds 10-12; docs/results.md, "Restoring the kept
 generator on a plateau").
