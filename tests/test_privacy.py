@@ -179,34 +179,3 @@ def test_dpsgd_trainer_without_noise_and_a_loose_clip_is_sgd():
     )
     c, _ = noisy(params, x, y, jnp.int32(6), key)
     assert not np.allclose(c["w"], a["w"], atol=1e-3)  # the noise reaches the params
-
-
-def test_privacy_figure_groups_seeds_and_puts_no_dp_last(tmp_path):
-    import json
-    import os
-
-    from experiments import privacy_figure
-
-    def write(name, eps, acc, tpr):
-        os.makedirs(tmp_path / "runs" / name)
-        result = {
-            "privacy": {"epsilon": eps, "delta": 1e-5},
-            "final_main_task_accuracy": acc,
-            "attacks": {"gan": {"paper": {"tpr_at_1pct_fpr": tpr}}, "oracle": None},
-        }
-        (tmp_path / "runs" / name / "results.json").write_text(json.dumps(result))
-
-    write("noise_multiplier=0.0_k2_seed0", None, 0.9, 0.5)
-    write("noise_multiplier=1.0_k2_seed0", 40.0, 0.7, 0.2)
-    write("noise_multiplier=1.0_k2_seed1", 40.0, 0.5, 0.4)
-    rows = privacy_figure.settings(str(tmp_path), "paper")
-    assert [r["setting"] for r in rows] == ["noise_multiplier=1.0_k2", "noise_multiplier=0.0_k2"]
-    assert rows[0]["seeds"] == 2 and rows[0]["epsilon"] == 40.0
-    # (mean, std ddof=1, 95% t half-width); two seeds: t_{0.975,1} = tan(0.475 pi)
-    std = 0.1 * np.sqrt(2)
-    half = np.tan(0.475 * np.pi) * std / np.sqrt(2)
-    assert rows[0]["accuracy"] == pytest.approx((0.6, std, half))
-    assert rows[0]["gan"] == pytest.approx((0.3, std, half)) and "oracle" not in rows[0]
-    assert rows[1]["epsilon"] is None and rows[1]["accuracy"] == (0.9, None, None)
-    privacy_figure.plot(rows, str(tmp_path / "figure.png"))
-    assert os.path.getsize(tmp_path / "figure.png") > 0

@@ -6,6 +6,8 @@
 * `tp_fn_bars`: TP / FN (and FP) per attack, per protocol (Fig. 6).
 * Sweeps: `tp_fn_by_k` (Fig. 6 over k, means over seeds with 95% t-interval error bars)
   and `roc_by_k` (Figs. 7-8 over k, seeds pooled into one curve).
+* `privacy_utility_attack`: a DP sweep's accuracy and TPR at 1% FPR against epsilon, with
+  the (epsilon, delta)-DP bound.
 """
 
 from __future__ import annotations
@@ -266,4 +268,34 @@ def generator_trajectories(path: str, probes: Mapping[str, list[dict]], *, globa
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=8)
     io.save_figure(fig, path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def privacy_utility_attack(rows: Sequence[Mapping], path: str, *, fpr: float = 0.01) -> None:
+    """A DP sweep (`fedgan_jax.driver.run_tables.privacy_rows`): main-task accuracy (left)
+    and each attack's TPR at `fpr` (right) against epsilon, with the (epsilon, delta)-DP
+    bound on any membership test, TPR <= e^epsilon x FPR + delta (Kairouz et al. 2015).
+    Settings without a finite epsilon sit at the right edge, marked "none"; error bars are
+    the 95% t half-widths (none for one seed)."""
+    finite = [r["epsilon"] for r in rows if r["epsilon"] is not None]
+    edge = 2 * max(finite) if finite else 1.0
+    x = np.array([edge if r["epsilon"] is None else r["epsilon"] for r in rows])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    acc = np.array([r["accuracy"] for r in rows], float)  # None (one seed): no error bar
+    left.errorbar(x, acc[:, 0], acc[:, 2], marker="o")
+    left.set(xlabel="epsilon", ylabel="main-task accuracy (95% t-interval)", xscale="log")
+    fixed = ("setting", "seeds", "epsilon", "delta", "accuracy")
+    for attack in [k for k in rows[0] if k not in fixed]:
+        v = np.array([r.get(attack, (np.nan,) * 3) for r in rows], float)
+        right.errorbar(x, v[:, 0], v[:, 2], marker="o", label=attack)
+    grid = np.geomspace(min(x) / 2, edge, 200)
+    bound = np.minimum(1.0, np.exp(grid) * fpr + rows[0]["delta"])
+    right.plot(grid, bound, "k--", label="DP bound")
+    right.set(xlabel="epsilon", ylabel=f"TPR at {fpr:.0%} FPR", xscale="log", ylim=(0, 1.05))
+    right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.axvline(edge, color="grey", lw=0.5)
+        ax.annotate("none", (edge, 0.02), xycoords=("data", "axes fraction"), fontsize=8)
+    fig.tight_layout()
+    io.save_figure(fig, path, dpi=120)
     plt.close(fig)
