@@ -10,6 +10,9 @@ STAMP := $(VENV)/.installed
 WORKDIR ?= runs/demo
 CONFIG ?= configs/demo.py
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist); each holds its own JAX runtime (~5 GiB at peak). Whole
+# files go to one process, so a module's fixtures are built once.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint sweep benchmark clean
 
@@ -22,7 +25,7 @@ demo: $(STAMP)
 	$(PY) experiments/run.py --config=$(CONFIG) --workdir=$(WORKDIR)
 
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check fedgan_jax experiments studies configs tests

@@ -41,3 +41,32 @@ def tiny_config():
 @pytest.fixture
 def tiny():
     return tiny_config()
+
+
+# The files whose tests take longest (a module fixture runs a whole federation, or a test
+# starts launchers in fresh processes), longest first. They are collected before the
+# rest so that, with several test processes (`make test`: pytest-xdist, whole files per
+# process), no long file starts last while the other processes sit idle. Order only:
+# every test still runs, and alone each file runs as before.
+LONG_FIRST = (
+    "test_lira_run.py",
+    "test_multihost.py",
+    "test_robustness.py",
+    "test_sharding.py",
+    "test_report.py",
+    "test_sweep.py",
+    "test_run_smoke.py",
+    "test_tfds_prepare.py",
+    "test_threat_model.py",
+    "test_colluding_run.py",
+    "test_membership.py",
+    "test_attack_e2e.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = os.path.basename(str(item.fspath))
+        return LONG_FIRST.index(name) if name in LONG_FIRST else len(LONG_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file and among the rest is kept
