@@ -295,15 +295,41 @@ def test_tp_fn_by_k_error_bars_are_the_t_half_width(tmp_path, monkeypatch):
     assert yerr[0] == pytest.approx(HALF3, rel=1e-9) and np.isnan(yerr[1])  # one seed: none
 
 
-def test_tp_fn_by_k_draws_an_attack_no_run_scored(tmp_path):
+def test_figures_by_k_draw_an_attack_no_run_scored(tmp_path, monkeypatch):
     """An attack without results (the gan attack when no generator started) gets an empty
-    panel, not a crash that loses the sweep's summary figures."""
+    panel, not a crash that loses the sweep's summary figures; the TP/FN/FP key goes on
+    the first panel with bars, not on the empty one, and an empty ROC panel gets no key
+    (matplotlib warns of an empty legend)."""
+    import warnings
+
+    import matplotlib.pyplot as plt
+
     from fedgan_jax.evaluation import plots
 
     one = [{"tp": 1, "fn": 0, "fp": 0}]
     path = tmp_path / "f.png"
-    plots.tp_fn_by_k(str(path), {"gan": {"paper": {2: []}}, "global_model": {"paper": {2: one}}})
+    legends = []
+    savefig = plt.Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        legends.extend(ax.get_title() for ax in fig.axes if ax.get_legend() is not None)
+        return savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(plt.Figure, "savefig", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plots.tp_fn_by_k(
+            str(path), {"gan": {"paper": {2: []}}, "global_model": {"paper": {2: one}}}
+        )
     assert path.stat().st_size > 0
+    assert legends == ["global model, paper"]
+    legends.clear()
+    truth, scores = np.array([True, False, True]), np.array([0.9, 0.1, 0.4])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        curves = {"paper": {"gan": {}, "global_model": {2: (truth, scores)}}}
+        plots.roc_by_k(str(tmp_path / "roc.png"), curves)
+    assert legends == ["global model, paper (linear)"]
 
 
 def test_a_diverged_setting_is_recorded_and_the_sweep_goes_on(tmp_path, tiny):

@@ -196,7 +196,9 @@ def tp_fn_by_k(
             ax.set_xticks(x, [f"k={k}" for k in ks])
             ax.grid(axis="y", alpha=0.3)
         row[0].set_ylabel("records (mean, 95% t-interval)")
-    axes[0, 0].legend(fontsize=8)
+    scored = [ax for ax in axes.flat if ax.get_legend_handles_labels()[0]]
+    if scored:  # the key on the first panel with bars (the first may have no run scored)
+        scored[0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     io.save_figure(fig, path, dpi=110, bbox_inches="tight")
@@ -237,7 +239,8 @@ def roc_by_k(
                     ax.set(xlim=(1e-3, 1), ylim=(1e-3, 1.05))
                 ax.set_title(f"{_style(attack)['label']}, {protocol} ({scale})", fontsize=9)
                 ax.grid(alpha=0.3)
-            axes[2 * p_i, a_i].legend(fontsize=7, loc="lower right")
+            if per_k:  # an attack no run scored keeps its panels, without a key
+                axes[2 * p_i, a_i].legend(fontsize=7, loc="lower right")
     for ax in axes[-1]:
         ax.set_xlabel("false positive rate")
     for ax in axes[:, 0]:
