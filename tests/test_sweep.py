@@ -198,6 +198,14 @@ def test_t_half_width_matches_known_t_quantiles():
     assert ci95_half_width(None, 3) is None and ci95_half_width(0.5, 1) is None
 
 
+def test_a_cell_shows_the_interval_the_mean_alone_or_nothing():
+    from fedgan_jax.evaluation.intervals import cell
+
+    assert cell(0.5, 0.0123) == "0.500 ± 0.012"
+    assert cell(12.0, 3.21, 1) == "12.0 ± 3.2"
+    assert cell(0.5, None) == "0.500" and cell(None, None) == "n/a"
+
+
 def test_summary_ci95_is_the_t_half_width_and_summary_md_shows_it(tmp_path):
     from fedgan_jax.driver import sweep_report
     from fedgan_jax.evaluation import intervals

@@ -94,14 +94,12 @@ def membership_table(found: list[str], protocol: str) -> list[str]:
     for setting, runs in groups.items():
         for attack in runs[0]:
             v = np.array([r[attack] for r in runs if attack in r])
-            cells = [_cell(*intervals.mean_std_ci95(column)) for column in v.T]
+            cells = []
+            for column in v.T:
+                mean, _, half = intervals.mean_std_ci95(column)
+                cells.append(intervals.cell(mean, half))
             lines.append(f"| {setting} | {attack} | {len(v)} | " + " | ".join(cells) + " |")
     return lines
-
-
-def _cell(mean: float, std: float | None, half: float | None) -> str:
-    del std  # the table shows the interval; one seed has neither
-    return f"{mean:.3f}" + (f" ± {half:.3f}" if half is not None else "")
 
 
 def privacy_rows(found: list[str], protocol: str) -> list[dict]:

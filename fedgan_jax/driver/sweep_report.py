@@ -235,10 +235,7 @@ def upload_markdown(rows: list[dict]) -> str:
 
 def _fmt(row: dict, name: str, digits=3) -> str:
     """`name`'s mean ± 95% t half-width over seeds; the mean alone for one seed."""
-    mean, half = row[f"{name}_mean"], row[f"{name}_ci95"]
-    if mean is None:
-        return "n/a"
-    return f"{mean:.{digits}f}" + (f" ± {half:.{digits}f}" if half is not None else "")
+    return intervals.cell(row[f"{name}_mean"], row[f"{name}_ci95"], digits)
 
 
 def _setting_names(row: dict) -> list[str]:

@@ -36,3 +36,10 @@ def mean_std_ci95(values: Iterable) -> tuple[float | None, float | None, float |
         return None, None, None
     std = float(v.std(ddof=1)) if len(v) > 1 else None
     return float(v.mean()), std, ci95_half_width(std, len(v))
+
+
+def cell(mean: float | None, half: float | None, digits: int = 3) -> str:
+    """A table cell: ``mean ± half`` (`NOTE`), the mean alone for one seed, ``n/a`` for none."""
+    if mean is None:
+        return "n/a"
+    return f"{mean:.{digits}f}" + (f" ± {half:.{digits}f}" if half is not None else "")
